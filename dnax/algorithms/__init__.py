@@ -1,0 +1,1 @@
+"""Training tricks, each a pure function plus a thin Composer Algorithm."""
