@@ -1,0 +1,30 @@
+"""Where pretraining shards live (the hg38 MDS location) and how a global batch splits across processes.
+
+Small functions that fiddle configs call at build time, so a config names *how* to find its data rather than a
+machine-specific path.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+def cache_root() -> Path:
+    return Path(os.environ.get("DNAX_CACHE", Path.home() / ".cache" / "dnax"))
+
+
+def hg38_mds(seq_len: int) -> str:
+    """Location (directory or object-store URL) of hg38 converted at `seq_len`.
+
+    `$DNAX_HG38_MDS` if set (it may contain `{seq_len}`), else `<cache>/hg38/mds_<seq_len>`. Prepare it with
+    `python -m data_tools.hg38 download` and `python -m data_tools.fasta_to_mds` (see README).
+    """
+    template = os.environ.get("DNAX_HG38_MDS", str(cache_root() / "hg38" / "mds_{seq_len}"))
+    return template.format(seq_len=seq_len)
+
+
+def per_rank_batch(global_batch: int) -> int:
+    """Windows per process per step, so that the global batch stays `global_batch` on any number of processes."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if global_batch % world:
+        raise ValueError(f"global batch {global_batch} is not divisible by the {world} processes")
+    return global_batch // world

@@ -1,0 +1,127 @@
+"""FASTA -> MDS -> loader round trip on the bundled real DNA (GRCh37 chrX 65-69 Mbp)."""
+import gzip
+import types
+
+import pytest
+import torch
+
+from data_tools.fasta_to_mds import convert_sample, read_manifest, sample_fasta
+from dnax.data.pretrain import build_pretrain_dataloader, reset_stream_downloaders
+from dnax.tokenizer import decode
+
+SEQ_LEN = 1024
+OFFSET = 65_000_000  # the record starts at GRCh37 chrX:65,000,000 (0-based)
+
+
+@pytest.fixture(scope="module")
+def mds(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sample_mds") / "mds"
+    convert_sample(root, SEQ_LEN, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def genome_text():
+    with gzip.open(sample_fasta(), "rt") as f:
+        header = f.readline()
+        assert header.startswith(">X_65000000_69000000")
+        return "".join(line.strip() for line in f).upper()
+
+
+def starts(loader, batches=None):
+    out = []
+    for i, batch in enumerate(loader):
+        if batches is not None and i == batches:
+            break
+        out += batch["start"].tolist()
+    return out
+
+
+@pytest.mark.parametrize("split", ["train", "valid"])
+def test_round_trip_against_fasta_text(mds, genome_text, split):
+    loader = build_pretrain_dataloader(str(mds), split, 8, seed=3)
+    names = read_manifest(mds)["summary"]["chroms"]
+    batch = next(iter(loader))
+    assert batch["input_ids"].shape == (8, SEQ_LEN) and batch["input_ids"].dtype == torch.long
+    assert batch["chrom_index"].dtype == torch.long and batch["start"].dtype == torch.long
+    for ids, c, s in zip(batch["input_ids"], batch["chrom_index"].tolist(), batch["start"].tolist()):
+        assert names[c] == "X_65000000_69000000"
+        assert decode(ids) == genome_text[s : s + SEQ_LEN]
+        assert (s >= 3_500_000) == (split == "valid")
+        assert s % SEQ_LEN == (0 if split == "train" else 3_500_000 % SEQ_LEN)
+        assert OFFSET + s < 69_000_000
+
+
+def test_valid_split_covers_its_range_exactly(mds):
+    loader = build_pretrain_dataloader(str(mds), "valid", 16, shuffle=False, drop_last=False)
+    got = starts(loader)
+    assert got == [3_500_000 + i * SEQ_LEN for i in range(488)]
+
+
+def test_same_seed_same_order(mds):
+    a = starts(build_pretrain_dataloader(str(mds), "train", 16, seed=5), batches=4)
+    b = starts(build_pretrain_dataloader(str(mds), "train", 16, seed=5), batches=4)
+    c = starts(build_pretrain_dataloader(str(mds), "train", 16, seed=6), batches=4)
+    assert a == b and a != c and len(a) == 64
+
+
+def test_max_windows_is_a_fixed_set(mds):
+    loader = build_pretrain_dataloader(str(mds), "valid", 10, shuffle=True, seed=1, max_windows=50, drop_last=False)
+    first, second = starts(loader), starts(loader)  # two epochs: new order, same windows
+    assert len(first) == 50 and len(set(first)) == 50 and set(first) == set(second)
+    again = build_pretrain_dataloader(str(mds), "valid", 10, shuffle=False, seed=1, max_windows=50, drop_last=False)
+    assert set(starts(again)) == set(first)
+    everything = build_pretrain_dataloader(str(mds), "valid", 10, max_windows=10_000, drop_last=False)
+    assert len(starts(everything)) == 488  # larger than the split: the whole split, no repeats
+
+
+def test_missing_split_error_says_how_to_prepare(mds, tmp_path):
+    for remote, split in [(str(mds), "test"), (str(tmp_path / "nothing"), "train")]:
+        with pytest.raises(FileNotFoundError) as info:
+            build_pretrain_dataloader(remote, split, 4)
+        msg = str(info.value)
+        assert "\n" not in msg and "python -m data_tools.hg38 download" in msg and "fasta_to_mds" in msg
+    with pytest.raises(FileNotFoundError, match="splits there: train, valid"):
+        build_pretrain_dataloader(str(mds), "test", 4)
+
+
+def test_streaming_kwargs_pass_through(mds):
+    with pytest.raises(TypeError, match="shuffle_algorithm"):
+        build_pretrain_dataloader(str(mds), "valid", 4, shuffle_algorithm="py1s")  # a typo fails
+
+
+def test_explicit_local_copies_the_split(mds, tmp_path):
+    loader = build_pretrain_dataloader(str(mds), "valid", 8, local=str(tmp_path / "cache"), shuffle=False)
+    assert starts(loader, batches=1) == [3_500_000 + i * SEQ_LEN for i in range(8)]
+    assert (tmp_path / "cache" / "index.json").exists()
+
+
+def test_reset_stream_downloaders():
+    calls = []
+    downloader = types.SimpleNamespace(clean_up=lambda: calls.append(1))
+    dataset = types.SimpleNamespace(streams=[types.SimpleNamespace(_downloader=downloader)] * 2)
+    reset_stream_downloaders(dataset)
+    assert calls == [1, 1]
+
+
+def test_worker_processes_yield_the_same_windows(mds):
+    kw = dict(shuffle=True, seed=2, max_windows=64, drop_last=False)
+    with_workers = starts(build_pretrain_dataloader(str(mds), "valid", 8, num_workers=2, **kw))
+    in_process = starts(build_pretrain_dataloader(str(mds), "valid", 8, num_workers=0, **kw))
+    assert len(with_workers) == 64 and set(with_workers) == set(in_process)
+
+
+def test_resumes_mid_epoch_from_state_dict(mds):
+    def build():
+        return build_pretrain_dataloader(str(mds), "train", 8, seed=4, max_windows=400)
+
+    reference = starts(build(), batches=5)
+    first = build()
+    it = iter(first)
+    next(it), next(it)
+    state = first.state_dict()  # what Composer checkpoints
+    assert state["sample_in_epoch"] == 16
+    del it
+    resumed = build()
+    resumed.load_state_dict(state)
+    assert starts(resumed, batches=3) == reference[16:40]
