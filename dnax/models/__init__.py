@@ -1,0 +1,1 @@
+"""dnax models: backbones, layers and the Composer LM wrapper. Import submodules directly (cheap package)."""

@@ -1,0 +1,1 @@
+"""Sequence backbones: token ids -> logits, each owning its embedding and LM head."""

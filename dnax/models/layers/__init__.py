@@ -1,0 +1,1 @@
+"""Layers shared by the backbones (xLSTM mLSTM/sLSTM, RCPS wrappers, small components)."""

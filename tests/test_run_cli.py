@@ -1,0 +1,86 @@
+"""dnax.run: resolution by import path, fiddlers and overrides in order, one-line errors, config replay."""
+import json
+
+import fiddle as fdl
+import pytest
+
+import experiments
+from dnax import run as cli
+from experiments import hg38_xlstm
+
+
+def test_experiments_package_is_ours():
+    # PyPI has an unrelated `experiments` package: make sure the repository's is the one imported.
+    assert experiments.__file__.endswith("experiments/__init__.py")
+    assert hg38_xlstm.__file__.startswith(experiments.__file__.rsplit("/", 1)[0])
+
+
+def test_resolve_module_and_function():
+    fn, module = cli.resolve_experiment("experiments.hg38_xlstm")
+    assert fn is hg38_xlstm.hg38_xlstm and module is hg38_xlstm
+    fn, _ = cli.resolve_experiment("experiments.hg38_xlstm.hg38_xlstm_clm")
+    assert fn is hg38_xlstm.hg38_xlstm_clm
+
+
+@pytest.mark.parametrize("path, hint", [
+    ("experiments.hg38_xlstn", "experiments.hg38_xlstm"),
+    ("experiments.hg38_xlstm.hg38_xlstm_cml", "hg38_xlstm_clm"),
+])
+def test_unknown_experiment_suggests_close_matches(path, hint, capsys):
+    assert cli.main([path, "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and hint in err and "did you mean" in err
+
+
+def test_overrides_and_fiddlers_apply_in_order():
+    cfg = hg38_xlstm.hg38_xlstm()
+    cli.mutate(cfg, ["model.backbone.n_layer=8", "steps(100)", "trainer.max_duration='7ba'",
+                     "trainer.algorithms[0].clipping_threshold=0.5", "seq_len(2048)"])
+    assert cfg.model.backbone.n_layer == 8
+    assert cfg.trainer.max_duration == "7ba"          # the later override wins over the earlier fiddler
+    assert cfg.trainer.eval_interval == "25ba"
+    assert cfg.trainer.algorithms[0].clipping_threshold == 0.5
+    built_len = fdl.build(cfg.model.backbone.max_length) if isinstance(cfg.model.backbone.max_length, fdl.Buildable) \
+        else cfg.model.backbone.max_length
+    assert built_len == 2048 or getattr(built_len, "value", None) == 2048
+
+
+@pytest.mark.parametrize("token, fragment", [
+    ("model.backbone.n_layr=8", "n_layer"),
+    ("model.backbon.n_layer=8", "backbone"),
+    ("trainer.algorithms[7].x=1", "algorithms[7]"),
+    ("smaple", "sample"),
+    ("seq_len(", "cannot parse"),
+])
+def test_bad_mutations_are_one_line_errors(token, fragment, capsys):
+    assert cli.main(["experiments.hg38_xlstm", token, "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and fragment in err
+
+
+def test_dry_run_prints_flattened_config(capsys):
+    assert cli.main(["experiments.hg38_xlstm", "sample", "model.backbone.n_layer=3", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "model.backbone.n_layer = 3" in out
+    assert "trainer.device = 'cpu'" in out
+
+
+def test_list_shows_registered_experiments(capsys):
+    assert cli.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for name in ["hg38_xlstm ", "hg38_xlstm_clm", "hg38_xlstm_32k", "hg38_xlstm_native_bidirectional",
+                 "hg38_xlstm_alternating", "hg38_xlstm_slstm", "hg38_xlstm_slstm_rcps"]:
+        assert f"experiments.hg38_xlstm.{name}" in out or f"experiments.hg38_xlstm.{name.strip()}" in out
+
+
+def test_missing_config_file_is_one_line_error(tmp_path, capsys):
+    assert cli.main(["--config-file", str(tmp_path / "nope.json")]) == 2
+    assert "nope.json" in capsys.readouterr().err
+
+
+def test_paper_run_without_data_stops_with_preparation_hint(in_tmp, monkeypatch, capsys):
+    monkeypatch.setenv("DNAX_HG38_MDS", str(in_tmp / "missing_mds_{seq_len}"))
+    assert cli.main(["experiments.hg38_xlstm", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "missing_mds_1024" in err[0] and "data_tools.hg38 download" in err[0]
