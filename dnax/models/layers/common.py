@@ -220,10 +220,13 @@ def rope_cos_sin(head_dim: int, length: int, theta: float = 500000.0, device=Non
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate interleaved pairs (x[2j], x[2j+1]) of the last dim; x (..., S, DH), cos/sin (S, DH/2)."""
-    xr, xi = x.float().unflatten(-1, (-1, 2)).unbind(-1)
-    out = torch.stack([xr * cos - xi * sin, xr * sin + xi * cos], dim=-1).flatten(-2)
-    return out.type_as(x)
+    """Rotate interleaved pairs (x[2j], x[2j+1]) of the last dim; x (..., S, DH), cos/sin (S, DH/2).
+
+    Computed in fp32 (or fp64) as one complex product, the llama2.c/Meta `apply_rotary_emb` math.
+    """
+    work = torch.promote_types(x.dtype, torch.float32)
+    xc = torch.view_as_complex(x.to(work).unflatten(-1, (-1, 2)).contiguous())
+    return torch.view_as_real(xc * torch.complex(cos.to(work), sin.to(work))).flatten(-2).type_as(x)
 
 
 class ScaledSinusoidalEmbedding(nn.Module):
