@@ -3,13 +3,21 @@
 A batch is `{"input_ids": LongTensor (B, seq_len), "chrom_index": LongTensor (B,), "start": LongTensor (B,)}`: raw
 token ids of `dnax.tokenizer` (N stays N; masking or shifting is the objective's job) and each window's provenance
 (`chrom_index` indexes the `chroms` list of the conversion manifest `<remote>/dnax_mds.json`; `start` is 0-based).
+
+The dataset is `WindowStreamingDataset`, a `StreamingDataset` that reads the windows from memory-mapped shards and
+skips streaming's per-sample background threads for data read in place: the same samples in the same order, with
+streaming's shuffling, partitioning and mid-epoch resumption, ~20x faster per window and faster than random pyfaidx
+reads (`benchmarks/results/loader_cpu.md`). `fast_path=False` (or another streaming version) gives plain streaming.
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
+import mmap
 import os
 import tempfile
 import urllib.parse
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +41,286 @@ def default_cache_dir(remote_split: str) -> str:
 
 
 def collate_windows(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """StreamingDataset samples (`tokens` uint8 array, `chrom_index`, `start`) -> a batch of LongTensors."""
+    """StreamingDataset samples (`tokens` uint8 array, `chrom_index`, `start`) -> a batch of LongTensors.
+
+    Built in numpy and wrapped with `torch.from_numpy`: a torch uint8 -> int64 cast of a (B, seq_len) batch goes
+    through torch's intra-op thread pool, which stalls for milliseconds on a busy CPU, and `torch.tensor` of a Python
+    list costs ~1 us an element (`benchmarks/loader_throughput.py`)."""
+    n = len(samples)
     return {
-        "input_ids": torch.from_numpy(np.stack([s["tokens"] for s in samples])).long(),
-        "chrom_index": torch.tensor([int(s["chrom_index"]) for s in samples], dtype=torch.long),
-        "start": torch.tensor([int(s["start"]) for s in samples], dtype=torch.long),
+        "input_ids": torch.from_numpy(np.stack([s["tokens"] for s in samples]).astype(np.int64)),
+        "chrom_index": torch.from_numpy(np.fromiter((int(s["chrom_index"]) for s in samples), np.int64, n)),
+        "start": torch.from_numpy(np.fromiter((int(s["start"]) for s in samples), np.int64, n)),
     }
+
+
+#: mosaicml-streaming versions whose private internals `WindowStreamingDataset` was written against (the MDS shard
+#: layout, `StreamingDataset.__iter__`/`get_item`/`prepare_shard`, `_Iterator`, `_ShardState`, `_resume_incr_epoch`,
+#: `_get_work`, `spanner`); on another version the loader warns and uses plain `StreamingDataset`.
+#: `tests/data/test_window_dataset.py` fingerprints those internals, so an upgrade fails there until re-checked.
+STREAMING_VERSIONS_CHECKED = ("0.13.0",)
+#: the streaming code `WindowStreamingDataset` reimplements, bypasses or relies on ("module:qualname"); the test
+#: `tests/data/test_window_dataset.py::test_streaming_internals_unchanged` pins a hash of each one's source
+STREAMING_INTERNALS = (
+    "streaming.base.dataset:StreamingDataset.__init__",  # samples_per_shard, spanner, shards, streams, cache_limit
+    "streaming.base.dataset:StreamingDataset.__iter__",  # reimplemented without threads for data read in place
+    "streaming.base.dataset:StreamingDataset.get_item",  # bypassed for mapped shards
+    "streaming.base.dataset:StreamingDataset.prepare_shard",  # short-circuited for shards known LOCAL
+    "streaming.base.dataset:StreamingDataset._prepare_thread",  # skipped in place: only prepares shards ahead
+    "streaming.base.dataset:StreamingDataset._ready_thread",  # skipped in place: only waits for shards
+    "streaming.base.dataset:StreamingDataset._each_sample_id",  # its order and exit rule, kept
+    "streaming.base.dataset:StreamingDataset._resume_incr_epoch",  # called as __iter__ does
+    "streaming.base.dataset:StreamingDataset._get_work",  # called as __iter__ does
+    "streaming.base.dataset:_Iterator",  # subclassed for the epoch's exit signal
+    "streaming.base.dataset:_ShardState",
+    "streaming.base.array:Array.__getitem__",
+    "streaming.base.spanner:Spanner",  # replaced by a bisect over shard bounds
+    "streaming.base.stream:Stream._prepare_shard_part",  # a LOCAL shard's raw file is complete
+    "streaming.base.format.base.reader:Reader.get_item",
+    "streaming.base.format.base.reader:JointReader.__init__",  # raw_data, file_pairs
+    "streaming.base.format.mds.reader:MDSReader.get_sample_data",  # the shard layout and path, read via mmap
+    "streaming.base.format.mds.reader:MDSReader.decode_sample",  # decoded the same way
+    "streaming.base.format.mds.writer:MDSWriter.encode_joint_shard",  # the shard layout
+    "streaming.base.format.mds.encodings:NDArray.decode",
+    "streaming.base.format.mds.encodings:Scalar.decode",
+    "streaming.base.format.mds.encodings:Int64",
+)
+#: the MDS columns (in the order streaming stores them: sorted) that the fast read decodes itself
+WINDOW_COLUMNS = ("chrom_index", "start", "tokens")
+_WINDOW_DATASET_CLASS = None
+
+
+def window_dataset_class(*, fast_path: bool = True):
+    """The dataset class `build_pretrain_dataloader` uses: `WindowStreamingDataset` (below), or
+    `streaming.StreamingDataset` when `fast_path` is False or when the installed streaming is not one of
+    `STREAMING_VERSIONS_CHECKED` (with a warning: the subclass relies on streaming internals)."""
+    import streaming
+
+    if not fast_path:
+        return streaming.StreamingDataset
+    if streaming.__version__ not in STREAMING_VERSIONS_CHECKED:
+        warnings.warn(f"mosaicml-streaming {streaming.__version__} is not one of the versions dnax's fast MDS reader "
+                      f"was checked against ({', '.join(STREAMING_VERSIONS_CHECKED)}): using plain StreamingDataset "
+                      f"(correct, ~20x slower per window)", RuntimeWarning, stacklevel=2)
+        return streaming.StreamingDataset
+    return _window_dataset_class()
+
+
+def __getattr__(name: str):
+    # PEP 562: `dnax.data.pretrain.WindowStreamingDataset` is defined on first use (importing streaming takes
+    # seconds); pickle finds it here too (spawned DataLoader workers)
+    if name == "WindowStreamingDataset":
+        return _window_dataset_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _WindowShard:
+    """A read-only mmap of one prepared raw MDS shard with the dnax window columns, all samples the same size.
+
+    MDS joint shard layout (streaming `MDSWriter.encode_joint_shard`): uint32 sample count, (count + 1) uint32 absolute
+    sample offsets, the shard's JSON config, the samples; a sample of fixed-size columns is the columns' bytes
+    concatenated in `column_names` order (no size prefixes). Checked once here: count, file size (= the index's
+    `raw_data.bytes`, so a partly written file is never mapped) and every offset (evenly spaced by the sample size,
+    the last at the end of the file), so a sample's bytes are at `first + i * size`."""
+
+    __slots__ = ("mm", "first", "size", "tokens")
+
+    def __init__(self, mm: mmap.mmap, first: int, size: int):
+        self.mm, self.first, self.size = mm, first, size
+        self.tokens = size - 16  # after chrom_index and start (8 bytes each; `fits`)
+
+    @classmethod
+    def open(cls, shard) -> _WindowShard | str | None:
+        """The mapping of `shard` (a prepared streaming MDSReader); None if its file is missing (evicted meanwhile:
+        try again later); else a reason (str) why streaming's reader must read it."""
+        path = os.path.join(shard.dirname, shard.split, shard.raw_data.basename)  # as MDSReader.get_sample_data
+        try:
+            with open(path, "rb") as f:
+                nbytes = os.fstat(f.fileno()).st_size
+                if nbytes != shard.raw_data.bytes or nbytes == 0:
+                    return f"{path} has {nbytes} bytes, its index says {shard.raw_data.bytes}"
+                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except FileNotFoundError:
+            return None
+        n, size = shard.samples, sum(shard.column_sizes)
+        ok = len(mm) >= 4 * (n + 2)
+        if ok:
+            head = np.frombuffer(mm, np.uint32, n + 2)  # count, offsets (native uint32, as streaming reads them)
+            ok = (int(head[0]) == n and int(head[-1]) == len(mm)
+                  and bool(np.all(np.diff(head[1:].astype(np.int64)) == size)))
+            first = int(head[1])
+            del head  # releases the mapping's buffer export
+        if not ok:
+            mm.close()
+            return f"{path} is not laid out as {n} samples of {size} bytes"
+        return cls(mm, first, size)
+
+    @staticmethod
+    def fits(shard) -> bool:
+        """Whether `shard` holds exactly the dnax window columns (else streaming's reader decodes it)."""
+        from streaming.base.format.mds.reader import MDSReader
+
+        if not isinstance(shard, MDSReader) or tuple(shard.column_names) != WINDOW_COLUMNS:
+            return False
+        if len(shard.file_pairs) != 1 or shard.raw_data is None:
+            return False
+        names = WINDOW_COLUMNS
+        enc = dict(zip(names, shard.column_encodings))
+        size = dict(zip(names, shard.column_sizes))
+        return (enc["chrom_index"] == enc["start"] == "int64" and size["chrom_index"] == size["start"] == 8
+                and enc["tokens"] == f"ndarray:uint8:{size['tokens']}" and bool(size["tokens"]))
+
+    def sample(self, index: int) -> dict[str, Any]:
+        """Sample `index` exactly as streaming's `MDSReader` decodes it: the same keys in the same order, np.int64
+        scalars, and a read-only uint8 array over a bytes copy of the sample (no view into the mapping)."""
+        at = self.first + index * self.size
+        data = self.mm[at : at + self.size]
+        ints = np.frombuffer(data, np.int64, 2)  # indexed: np.int64 scalars, as streaming's int64 decoding
+        return {"chrom_index": ints[0], "start": ints[1], "tokens": np.frombuffer(data, np.uint8, self.tokens, 16)}
+
+
+def _window_dataset_class():
+    global _WINDOW_DATASET_CLASS
+    if _WINDOW_DATASET_CLASS is None:
+        _WINDOW_DATASET_CLASS = _define_window_dataset()
+    return _WINDOW_DATASET_CLASS
+
+
+def _define_window_dataset():
+    from streaming import StreamingDataset
+    from streaming.base.dataset import _Iterator, _ShardState
+
+    class _InPlaceEpoch(_Iterator):
+        """streaming's per-epoch `_Iterator` for an epoch with no background threads: `exit()` (called by the next
+        `__iter__`, as streaming does) returns at once and makes this epoch's generator stop at its next step."""
+
+        _num_threads_to_exit = 0
+
+    class WindowStreamingDataset(StreamingDataset):
+        """`streaming.StreamingDataset` for dnax window shards with a fast read path and streaming's exact semantics.
+
+        Samples, their order for a seed and epoch, shuffling, `epoch_size`/`sampling_method`, the partition over
+        ranks and DataLoader workers and mid-epoch resumption (`state_dict`/`load_state_dict`) are streaming's own:
+        each epoch is still `_resume_incr_epoch()` then `_get_work()`, read in that order. What changes is how
+        (streaming 0.13.0, `benchmarks/results/loader_cpu.md`, loader with num_workers=0 on a shared 2-core CPU:
+        ~3.2k -> ~73k windows/s, where random pyfaidx windows -> int64 batches give ~35k):
+
+        1. `get_item` reads a sample from a read-only mmap of its prepared raw shard (`_WindowShard`) instead of
+           streaming's MDSReader, which opens/seeks/reads/closes the file and parses each column encoding per
+           sample (~100 us). The first sample of each shard goes through streaming's `get_item`, which prepares the
+           shard (downloads it, decompresses zstd), then the shard is mapped. Only without `cache_limit` (nothing is
+           evicted behind a mapping) and for shards with exactly the dnax columns; streaming's reader otherwise.
+        2. `__iter__`, when there is no `cache_limit` and nothing to download (every stream read in place, or
+           every shard already LOCAL: `epochs_without_threads`): the same sample ids, read in the loop, without
+           streaming's two per-sample background threads (prepare: a file lock per sample; ready: a spin wait),
+           which only look ahead for downloads and fight the reading thread for the GIL. A compressed shard is
+           decompressed on its first sample (streaming's `prepare_shard`, under its lock, so workers sharing a node
+           still decompress it once). Otherwise (shards still to download into `local`, or `cache_limit`)
+           streaming's threaded `__iter__`, with the reads of item 1.
+        3. `prepare_shard` returns at once for a shard this process has seen prepared and that is still LOCAL in
+           the shared shard states (only without `cache_limit`: no eviction, so the access times streaming stamps
+           there are never read), instead of taking the cache file lock for every sample in the prepare thread.
+
+        Differences from plain streaming, none of which changes a sample or the order: a zstd shard read in place
+        is decompressed when its first sample is needed rather than just ahead; a shard file deleted behind a live
+        mapping (only `evict_shard` or a user without `cache_limit`) is still read from the mapping (same bytes);
+        without `cache_limit` the unused per-shard access times are not updated by mapped reads; a missing shard
+        read in place fails in the reading thread rather than as 'Background thread failed'.
+        """
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._dnax_shards: dict[int, Any] = {}  # shard id -> _WindowShard, or False: streaming's reader
+            self._dnax_local: set[int] = set()  # shards prepare_shard saw LOCAL (without cache_limit)
+            # first sample id of each shard, and the end: `bisect_right(bounds, i) - 1` is the shard of sample i,
+            # what streaming's `spanner[i]` finds (the last shard starting at or before i is the one holding it,
+            # empty shards included), at a tenth of its cost
+            self._dnax_bounds: list[int] = [0, *np.cumsum(self.samples_per_shard).tolist()]
+
+        def reads_in_place(self) -> bool:
+            """Whether every stream is read where it is (no remote, or remote == local: nothing is downloaded)."""
+            return all(s.remote in (None, s.local) for s in self.streams)
+
+        def epochs_without_threads(self) -> bool:
+            """Whether an epoch started now runs without streaming's prepare/ready threads: no `cache_limit` (no
+            shard is ever evicted) and no download to look ahead for (read in place, or all shards LOCAL)."""
+            if self.cache_limit:
+                return False
+            return self.reads_in_place() or bool(np.all(self._shard_states.numpy() == _ShardState.LOCAL))
+
+        def prepare_shard(self, shard_id: int, blocking: bool = True) -> None:
+            if self.cache_limit:
+                return super().prepare_shard(shard_id, blocking)
+            if shard_id in self._dnax_local and self._shard_states[shard_id] == _ShardState.LOCAL:
+                return None
+            super().prepare_shard(shard_id, blocking)
+            # LOCAL after streaming's prepare_shard: the raw file is complete (its LOCAL branch decompresses a
+            # missing raw; downloads and decompression write a temporary file and rename it)
+            if self._shard_states[shard_id] == _ShardState.LOCAL:
+                self._dnax_local.add(shard_id)
+            return None
+
+        def get_item(self, sample_id: int, retry: int = 7) -> Any:
+            event = self.__dict__.get("_event")  # as streaming: a failed background thread stops the reads
+            if event is not None and event.is_set():
+                raise RuntimeError("Background thread failed. Check other traceback.")
+            bounds = self._dnax_bounds
+            if 0 <= sample_id < bounds[-1]:  # else streaming's get_item raises streaming's IndexError
+                shard_id = bisect.bisect_right(bounds, sample_id) - 1
+                shard = self._dnax_shards.get(shard_id)
+                if shard:
+                    return shard.sample(sample_id - bounds[shard_id])
+            sample = super().get_item(sample_id, retry)  # prepares the shard if needed
+            shard_id, _ = self.spanner[sample_id]
+            shard = self._dnax_shards.get(shard_id)
+            if shard is None:
+                if self.cache_limit or not _WindowShard.fits(self.shards[shard_id]):
+                    self._dnax_shards[int(shard_id)] = False
+                else:
+                    mapped = _WindowShard.open(self.shards[shard_id])
+                    if isinstance(mapped, str):  # unexpected on disk: streaming's reader, which reads it anyway
+                        warnings.warn(f"dnax fast MDS reader: {mapped}; reading that shard with streaming's reader",
+                                      RuntimeWarning, stacklevel=2)
+                        mapped = False
+                    if mapped is not None:  # None: the file went missing meanwhile; try again on the next sample
+                        self._dnax_shards[int(shard_id)] = mapped
+            return sample
+
+        def __iter__(self):
+            if self.epochs_without_threads():
+                return self._iter_in_place()
+            return super().__iter__()
+
+        def _iter_in_place(self):
+            # streaming's __iter__ (0.13.0) without the executor, its event and the prepare/ready threads
+            if hasattr(self, "_iterator"):  # end the previous epoch, as streaming does
+                self._iterator.exit()
+            event = self.__dict__.get("_event")
+            if event is not None and event.is_set():
+                raise RuntimeError("Background thread failed. Check other traceback.")
+            self._unique_worker_world = self._unique_rank_world.detect_workers()
+            self._parallel_worker_world = self._parallel_rank_world.detect_workers()
+            epoch, sample_in_epoch = self._resume_incr_epoch()
+            sample_ids = self._get_work(epoch, sample_in_epoch)
+            if not len(sample_ids):  # resumed at the end of the epoch
+                return
+            self._iterator = it = _InPlaceEpoch(sample_ids)
+            getitem = self.__getitem__
+            for sample_id in sample_ids.tolist():
+                if it.should_exit():  # another epoch started: only one is valid at a time
+                    break
+                if sample_id != -1:  # padding of uneven partitions
+                    yield getitem(sample_id)
+            it.exit()
+
+        def __getstate__(self) -> dict[str, Any]:
+            state = self.__dict__.copy()  # mappings are per process: a spawned worker maps the shards again
+            state["_dnax_shards"], state["_dnax_local"] = {}, set()
+            return state
+
+    WindowStreamingDataset.__module__ = __name__
+    _InPlaceEpoch.__module__ = __name__
+    return WindowStreamingDataset
 
 
 def reset_stream_downloaders(dataset) -> None:
@@ -99,6 +381,7 @@ def build_pretrain_dataloader(
     drop_last: bool = True,
     max_windows: int | None = None,
     pin_memory: bool = False,
+    fast_path: bool = True,
     **streaming_kwargs: Any,
 ):
     """A `streaming.StreamingDataLoader` over `<remote>/<split>` (the output of `data_tools.fasta_to_mds`).
@@ -111,12 +394,15 @@ def build_pretrain_dataloader(
     max_windows: use only this many windows (e.g. a fixed held-out validation set): StreamingDataset
         `epoch_size=max_windows` with `sampling_method="fixed"` (unless given), so the subset is chosen once from
         the seed and is the same every epoch; resumption stays streaming's own. No effect when the split is smaller.
+    fast_path: read with `WindowStreamingDataset` (the same samples, order and resumption as streaming, ~20x faster
+        per window); False, or a streaming version it was not checked against (a warning), plain StreamingDataset.
     **streaming_kwargs: passed unchanged to `streaming.StreamingDataset` (e.g. `predownload`, `cache_limit`,
         `num_canonical_nodes`, `shuffle_algo`); an unknown name raises there.
     Each batch: {"input_ids" (B, seq_len), "chrom_index" (B,), "start" (B,)}, all int64.
     """
-    from streaming import StreamingDataLoader, StreamingDataset
+    from streaming import StreamingDataLoader
 
+    dataset_class = window_dataset_class(fast_path=fast_path)
     remote = str(remote)
     remote_split = f"{remote.rstrip('/')}/{split}" if is_url(remote) else str(Path(remote).expanduser() / split)
     url = is_url(remote_split)
@@ -133,11 +419,11 @@ def build_pretrain_dataloader(
             kwargs["epoch_size"] = max_windows
             kwargs.setdefault("sampling_method", "fixed")
     if local is None:  # a local directory, read in place
-        dataset = StreamingDataset(local=remote_split, batch_size=batch_size, shuffle=shuffle, shuffle_seed=seed,
-                                   **kwargs)
+        dataset = dataset_class(local=remote_split, batch_size=batch_size, shuffle=shuffle, shuffle_seed=seed,
+                                **kwargs)
     else:  # copied (downloaded) into `local` on demand
-        dataset = StreamingDataset(remote=remote_split, local=local, batch_size=batch_size, shuffle=shuffle,
-                                   shuffle_seed=seed, **kwargs)
+        dataset = dataset_class(remote=remote_split, local=local, batch_size=batch_size, shuffle=shuffle,
+                                shuffle_seed=seed, **kwargs)
     loader_kwargs: dict[str, Any] = {}
     if url and num_workers > 0:  # fork-shared object-store clients corrupt downloads (see reset_stream_downloaders)
         reset_stream_downloaders(dataset)
