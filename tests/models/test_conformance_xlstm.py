@@ -9,46 +9,22 @@ init under seed 1234 plus 0.02 * N(0, 1) noise from a generator seeded 4321, see
 from __future__ import annotations
 
 import json
-import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from dnax.models.backbones.xlstm import XLSTMLM
+from dnax.reference_checkpoint import load_lightning_state_dict
+from tests.models.conformance import CONFORMANCE
 
-ROOT = Path(__file__).resolve().parents[2] / "shared" / "conformance"
-if not ROOT.is_dir():  # a checkout beside /work/shared
-    ROOT = Path("/work/shared/conformance")
+ROOT = CONFORMANCE
 CASES = ["xlstm_mlstm_causal", "xlstm_mlstm_flip_add"]
 PREFIX = "model.backbone."
 
 
-class _Stub:
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __setstate__(self, state):
-        self.state = state
-
-
-class _TolerantUnpickler(pickle.Unpickler):
-    """Maps omegaconf globals (the checkpoint's pickled hyper-parameters) to stubs."""
-
-    def find_class(self, module: str, name: str):
-        return _Stub if module.split(".")[0] == "omegaconf" else super().find_class(module, name)
-
-
-class _PickleModule:
-    Unpickler = _TolerantUnpickler
-    load = pickle.load
-
-
 def _checkpoint_state_dict(case: str) -> dict[str, torch.Tensor]:
-    ckpt = torch.load(ROOT / case / "checkpoints" / "test" / "loss.ckpt", map_location="cpu",
-                      pickle_module=_PickleModule, weights_only=False)
-    return ckpt["state_dict"]
+    return load_lightning_state_dict(ROOT / case / "checkpoints" / "test" / "loss.ckpt")
 
 
 @pytest.fixture(scope="module", params=CASES)

@@ -7,46 +7,21 @@ outputs (tolerance from `case.json`, 1e-5). See shared/conformance/README.md, se
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-CASE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "xlstm_slstm_rcps"
-if not CASE.is_dir():  # a checkout beside /work/shared
-    CASE = Path("/work/shared/conformance/xlstm_slstm_rcps")
+from dnax.reference_checkpoint import load_lightning_state_dict
+from tests.models.conformance import CONFORMANCE
+
+CASE = CONFORMANCE / "xlstm_slstm_rcps"
 PREFIX = "model.backbone."
 
 
-class _Stub:
-    """Stands in for any omegaconf object in the checkpoint's `hyper_parameters`."""
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __setstate__(self, state):
-        self.state = state
-
-
-class _TolerantUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if module.split(".")[0] == "omegaconf":
-            return _Stub
-        return super().find_class(module, name)
-
-
-class _PickleModule:
-    Unpickler = _TolerantUnpickler
-    load = pickle.load
-
-
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    ckpt = torch.load(path, map_location="cpu", pickle_module=_PickleModule, weights_only=False)
-    sd = ckpt["state_dict"]
-    assert all(k.startswith(PREFIX) for k in sd), sorted(sd)[:5]
-    return {k[len(PREFIX):]: v for k, v in sd.items()}
+    return load_lightning_state_dict(path, strip_prefix=PREFIX)
 
 
 @pytest.fixture(scope="module")
