@@ -147,7 +147,10 @@ class XLSTMLM(nn.Module):
         gradient_checkpointing: bool = False,
         s_backend: Literal["auto", "vanilla", "cuda"] = "auto",
     ):
+        init_kwargs = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
+        #: the constructor arguments, for `dnax.pretrained.save_pretrained`
+        self.init_kwargs = init_kwargs
         s_lstm_at = sorted(set(int(i) for i in s_lstm_at))
         if not all(0 <= i < n_layer for i in s_lstm_at):
             raise ValueError(f"s_lstm_at {s_lstm_at} outside 0..{n_layer - 1}")

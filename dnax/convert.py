@@ -1,0 +1,228 @@
+"""Load reference (DNA-xLSTM / Caduceus) released runs into dnax backbones, and run conformance cases.
+
+A reference run folder, as released (e.g. `checkpoints/context_1k/<run_name>/`):
+
+    <run>/model_config.json            {"config": {"_target_": "...xLSTMConfig" | "...CaduceusConfig", ...}}
+    <run>/checkpoints/test/loss.ckpt   Lightning checkpoint, weights under `model.backbone.`
+
+Python:
+
+    from dnax.convert import load_reference
+    model = load_reference("checkpoints/context_1k/<run_name>")      # or the .ckpt path itself
+
+CLI:
+
+    python -m dnax.convert load RUN_DIR --out DIR    # reference run -> dnax format (dnax.pretrained)
+    python -m dnax.convert check CASE_DIR            # one conformance case (shared/conformance/<case>)
+
+Exit codes: 0 ok; 1 `check` above tolerance; 2 bad input (missing files, not a checkpoint, weights that do not fit
+the model); 3 model family not implemented in dnax (Caduceus).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dnax.pretrained import save_pretrained
+
+PREFIX = "model.backbone."
+CKPT_IN_RUN = Path("checkpoints") / "test" / "loss.ckpt"
+DEFAULT_TOLERANCE = 1e-5
+
+
+class ConversionError(ValueError):
+    """Bad input for conversion: missing files, unreadable checkpoint, unknown config."""
+
+
+class WeightMismatchError(ConversionError):
+    """The checkpoint's tensors do not fit the model built from the config (lists every offending key)."""
+
+    def __init__(self, source: str, missing: list[str], unexpected: list[str],
+                 mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]):
+        self.missing, self.unexpected, self.mismatched = missing, unexpected, mismatched
+        parts = []
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): " + ", ".join(missing))
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): " + ", ".join(unexpected))
+        if mismatched:
+            parts.append(f"shape mismatches ({len(mismatched)}): " + ", ".join(
+                f"{k} checkpoint {list(c)} vs model {list(m)}" for k, c, m in mismatched))
+        super().__init__(f"{source}: weights do not fit the model; " + "; ".join(parts))
+
+
+# ---------------------------------------------------------------------------------------------- locating files
+
+def _resolve(run_dir_or_ckpt: str | Path, model_config: dict | str | Path | None) -> tuple[Path, dict]:
+    p = Path(run_dir_or_ckpt)
+    if p.is_dir():
+        ckpt, cfg_path = p / CKPT_IN_RUN, p / "model_config.json"
+    elif p.is_file():
+        # <run>/checkpoints/test/loss.ckpt -> <run>/model_config.json
+        ckpt, cfg_path = p, p.parent.parent.parent / "model_config.json"
+    else:
+        raise ConversionError(f"{p}: no such run directory or checkpoint file")
+    if not ckpt.is_file():
+        raise ConversionError(f"{ckpt}: checkpoint not found (expected <run>/{CKPT_IN_RUN.as_posix()})")
+    if model_config is None:
+        if not cfg_path.is_file():
+            raise ConversionError(f"{cfg_path}: model_config.json not found (pass model_config=...)")
+        model_config = cfg_path
+    if isinstance(model_config, (str, Path)):
+        try:
+            model_config = json.loads(Path(model_config).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConversionError(f"{model_config}: cannot read model config ({e})") from None
+    if not isinstance(model_config, dict):
+        raise ConversionError(f"model config must be a JSON object, got {type(model_config).__name__}")
+    return ckpt, model_config
+
+
+# ---------------------------------------------------------------------------------------------- building
+
+def build_from_reference_config(model_config: dict[str, Any], **overrides: Any) -> nn.Module:
+    """A dnax backbone (random init, constructor kwargs recorded for `save_pretrained`) for a reference config."""
+    inner = model_config.get("config", model_config)
+    target = str(inner.get("_target_", ""))
+    short = target.rsplit(".", 1)[-1]
+    if "xlstm" in target.lower():
+        from dnax.models.backbones.xlstm import XLSTMLM
+
+        try:
+            return XLSTMLM.from_reference_config(model_config, **overrides)
+        except TypeError as e:  # unknown config key
+            raise ConversionError(f"xLSTM config not understood: {e}") from None
+    if "caduceus" in target.lower():
+        raise NotImplementedError(
+            f"reference model {short!r} ({target}) needs the Caduceus backbone, which dnax does not have yet "
+            "(expected as dnax.models.backbones.caduceus); only xLSTM runs can be loaded")
+    raise ConversionError(f"unknown reference model _target_ {target!r} (expected an xLSTMConfig or "
+                          "CaduceusConfig)")
+
+
+def _read_state_dict(ckpt: Path) -> dict[str, torch.Tensor]:
+    from dnax.reference_checkpoint import load_lightning_state_dict
+
+    try:
+        sd = load_lightning_state_dict(ckpt)
+    except ValueError as e:
+        raise ConversionError(str(e)) from None
+    except Exception as e:  # noqa: BLE001 - torch.load raises many kinds on garbage
+        raise ConversionError(f"{ckpt}: not a readable checkpoint ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ConversionError(f"{ckpt}: state_dict is not a mapping of tensors")
+    return sd
+
+
+def load_weights_checked(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """`model.load_state_dict(state_dict, strict=True)` after checking keys and shapes; raises
+    `WeightMismatchError` naming every missing / unexpected / mis-shaped key instead of a torch traceback."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    mismatched = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state_dict.items()
+                  if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if missing or unexpected or mismatched:
+        raise WeightMismatchError(source, missing, unexpected, mismatched)
+    model.load_state_dict(state_dict, strict=True)
+
+
+def load_reference(run_dir_or_ckpt: str | Path, model_config: dict | str | Path | None = None,
+                   **overrides: Any) -> nn.Module:
+    """Build the dnax backbone for a reference run and load its weights; returns it in eval mode, fp32.
+
+    `run_dir_or_ckpt`: the run folder (`model_config.json` + `checkpoints/test/loss.ckpt`) or the `.ckpt` file.
+    `model_config`: the config dict or a path to it (default: the run's `model_config.json`).
+    `overrides`: constructor kwargs that replace config entries (e.g. `m_backend="auto"`).
+
+    Raises `ConversionError` for bad input, `WeightMismatchError` (a ConversionError) when keys are missing,
+    unexpected or mis-shaped (keys are the checkpoint's without `model.backbone.`; others count as unexpected),
+    `NotImplementedError` for Caduceus runs.
+    """
+    ckpt, config = _resolve(run_dir_or_ckpt, model_config)
+    model = build_from_reference_config(config, **overrides)
+    sd = _read_state_dict(ckpt)
+    sd = {(k[len(PREFIX):] if k.startswith(PREFIX) else k): v for k, v in sd.items()}
+    load_weights_checked(model, sd, source=str(ckpt))
+    return model.float().eval()
+
+
+# ---------------------------------------------------------------------------------------------- conformance
+
+def check_case(case_dir: str | Path) -> dict[str, Any]:
+    """Run one conformance case; returns {"logits": maxdiff, "hidden_states": maxdiff, "tolerance", "passed"}."""
+    d = Path(case_dir)
+    if not d.is_dir():
+        raise ConversionError(f"{d}: no such case directory")
+    meta_path = d / "case.json"
+    meta = {}
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as e:
+            raise ConversionError(f"{meta_path}: not JSON ({e})") from None
+    tol = float(meta.get("tolerance", DEFAULT_TOLERANCE))
+    arrays = {}
+    for name in ("input_ids", "logits", "hidden_states"):
+        p = d / f"{name}.npy"
+        if not p.is_file():
+            raise ConversionError(f"{p}: missing")
+        try:
+            arrays[name] = torch.from_numpy(np.load(p, allow_pickle=False))
+        except Exception as e:  # noqa: BLE001
+            raise ConversionError(f"{p}: not a .npy array ({type(e).__name__})") from None
+    model = load_reference(d)
+    with torch.no_grad():
+        ids = arrays["input_ids"].long()
+        out = {"logits": model(ids), "hidden_states": model.hidden_states(ids)}
+    result: dict[str, Any] = {"tolerance": tol}
+    for name, got in out.items():
+        ref = arrays[name]
+        if tuple(got.shape) != tuple(ref.shape):
+            raise ConversionError(f"{name}: model output shape {list(got.shape)} != expected {list(ref.shape)}")
+        result[name] = (got.float() - ref.float()).abs().max().item()
+    result["passed"] = all(result[n] <= tol for n in out)  # NaN compares False: fails
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dnax.convert", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p_load = sub.add_parser("load", help="convert a reference run folder to dnax format")
+    p_load.add_argument("run_dir")
+    p_load.add_argument("--out", required=True, help="output directory (model.safetensors + config.json)")
+    p_check = sub.add_parser("check", help="run one conformance case")
+    p_check.add_argument("case_dir")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "load":
+            model = load_reference(args.run_dir)
+            out = save_pretrained(model, args.out)
+            n = sum(p.numel() for p in model.parameters())
+            print(f"saved {type(model).__name__} ({n} parameters) to {out}")
+            return 0
+        r = check_case(args.case_dir)
+        verdict = "PASS" if r["passed"] else "FAIL"
+        print(f"{Path(args.case_dir).name}: logits max abs diff {r['logits']:.3g}, "
+              f"hidden_states max abs diff {r['hidden_states']:.3g}, tolerance {r['tolerance']:g}: {verdict}")
+        return 0 if r["passed"] else 1
+    except NotImplementedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except (ConversionError, OSError) as e:
+        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Save and load dnax backbones in a self-describing directory: `model.safetensors` + `config.json`.
+
+`config.json` holds the backbone's class import path and the keyword arguments it was constructed with:
+
+    {"format": "dnax-pretrained", "version": 1, "class": "dnax.models.backbones.xlstm.XLSTMLM", "kwargs": {...}}
+
+A backbone exposes the keyword arguments it was constructed with as `init_kwargs` (a dict of plain values);
+every dnax backbone records them in its `__init__`, so models built by fiddle configs, `from_reference_config` or
+`from_pretrained` can all be saved.
+
+Writes are atomic: everything goes to a temporary sibling directory first, which is then renamed into place.
+Shared/tied tensors are handled by `safetensors.torch.save_model` / `load_model` (they de-duplicate shared storage).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+FORMAT, VERSION = "dnax-pretrained", 1
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+
+
+def init_kwargs(model: nn.Module) -> dict[str, Any]:
+    """The constructor kwargs a backbone recorded as `init_kwargs`."""
+    kwargs = getattr(model, "init_kwargs", None)
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{type(model).__name__} does not record its constructor arguments (`init_kwargs`); "
+                         "save the backbone (e.g. `lm.backbone`), not the Composer model")
+    return dict(kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- JSON encoding
+
+def _encode(v: Any, where: str) -> Any:
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_encode(x, where) for x in v]
+    if isinstance(v, dict):
+        if all(isinstance(k, str) for k in v):
+            return {k: _encode(x, where) for k, x in v.items()}
+        return {"__items__": [[_encode(k, where), _encode(x, where)] for k, x in v.items()]}
+    raise TypeError(f"constructor kwarg {where!r} of type {type(v).__name__} cannot be stored in config.json")
+
+
+def _decode(v: Any) -> Any:
+    if isinstance(v, list):
+        return [_decode(x) for x in v]
+    if isinstance(v, dict):
+        if set(v) == {"__items__"}:
+            return {_decode(k): _decode(x) for k, x in v["__items__"]}
+        return {k: _decode(x) for k, x in v.items()}
+    return v
+
+
+# ---------------------------------------------------------------------------------------------- save / load
+
+def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
+    """Write `directory/model.safetensors` and `directory/config.json` atomically (replacing an existing one)."""
+    directory = Path(directory)
+    cls = type(model)
+    config = {"format": FORMAT, "version": VERSION, "class": f"{cls.__module__}.{cls.__qualname__}",
+              "kwargs": {k: _encode(v, k) for k, v in init_kwargs(model).items()}}
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the result should look like a plain mkdir
+    try:
+        save_model(model, str(tmp / WEIGHTS), metadata={"format": "pt"})
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        old = None
+        if directory.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+            os.replace(directory, old / "d")
+        os.replace(tmp, directory)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def _import(path: str) -> type:
+    module, _, name = path.rpartition(".")
+    obj: Any = importlib.import_module(module)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def from_pretrained(directory: str | os.PathLike, map_location: str | torch.device = "cpu",
+                    **overrides: Any) -> nn.Module:
+    """Rebuild the backbone saved by `save_pretrained` (kwargs from config.json, `overrides` replace some, e.g.
+    `m_backend="auto"`) and load its weights strictly. Returns it in eval mode."""
+    directory = Path(directory)
+    cfg_path, w_path = directory / CONFIG, directory / WEIGHTS
+    for p in (cfg_path, w_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: missing (not a dnax pretrained directory)")
+    config = json.loads(cfg_path.read_text())
+    if config.get("format") != FORMAT:
+        raise ValueError(f"{cfg_path}: not a dnax pretrained config (format {config.get('format')!r})")
+    cls = _import(config["class"])
+    kwargs = _decode(config["kwargs"])
+    kwargs.update(overrides)
+    model = cls(**kwargs)
+    load_model(model, str(w_path), strict=True, device=str(map_location))  # raises on any key mismatch
+    return model.eval()

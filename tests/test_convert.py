@@ -1,0 +1,186 @@
+"""`dnax.convert` (reference runs -> dnax, conformance `check`) and `dnax.pretrained` (save / from_pretrained)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dnax.convert import PREFIX, WeightMismatchError, check_case, load_reference, main
+from dnax.models.backbones.xlstm import XLSTMLM
+from dnax.pretrained import from_pretrained, init_kwargs, save_pretrained
+from dnax.reference_checkpoint import load_lightning_state_dict
+from tests.models.conformance import CONFORMANCE
+
+XLSTM_CASES = ["xlstm_mlstm_causal", "xlstm_mlstm_flip_add", "xlstm_slstm_rcps"]
+CKPT = Path("checkpoints") / "test" / "loss.ckpt"
+
+
+
+def _copy_case(name: str, tmp_path: Path) -> Path:
+    dst = tmp_path / name
+    shutil.copytree(CONFORMANCE / name, dst)
+    return dst
+
+
+def _rewrite_ckpt(case_dir: Path, edit) -> None:
+    sd = load_lightning_state_dict(case_dir / CKPT)
+    edit(sd)
+    torch.save({"state_dict": sd}, case_dir / CKPT)
+
+
+# ---------------------------------------------------------------------------------------------- check
+
+@pytest.mark.parametrize("name", XLSTM_CASES)
+def test_check_passes_on_xlstm_cases(name, capsys):
+    assert main(["check", str(CONFORMANCE / name)]) == 0
+    out = capsys.readouterr().out
+    assert "logits max abs diff" in out and "hidden_states max abs diff" in out and "PASS" in out
+
+
+def test_check_fails_when_a_weight_is_perturbed(tmp_path, capsys):
+    case = _copy_case("xlstm_mlstm_causal", tmp_path)
+
+    def perturb(sd):
+        key = PREFIX + "lm_head.weight"
+        sd[key] = sd[key].clone()
+        sd[key][3, 5] += 1e-2
+
+    _rewrite_ckpt(case, perturb)
+    r = check_case(case)
+    assert not r["passed"] and r["logits"] > r["tolerance"]
+    assert main(["check", str(case)]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_check_fails_when_expected_logits_differ(tmp_path):
+    case = _copy_case("xlstm_slstm_rcps", tmp_path)
+    logits = np.load(case / "logits.npy")
+    logits[1, 7, 2] += 1e-4
+    np.save(case / "logits.npy", logits)
+    r = check_case(case)
+    assert r["hidden_states"] <= r["tolerance"] < r["logits"]
+    assert main(["check", str(case)]) == 1
+
+
+def test_check_uses_case_tolerance(tmp_path):
+    case = _copy_case("xlstm_mlstm_causal", tmp_path)
+    meta = json.loads((case / "case.json").read_text())
+    meta["tolerance"] = 1e-9  # below the measured float noise
+    (case / "case.json").write_text(json.dumps(meta))
+    assert main(["check", str(case)]) == 1
+
+
+# ---------------------------------------------------------------------------------------------- load_reference
+
+def test_load_reference_names_missing_unexpected_and_misshaped_keys(tmp_path):
+    case = _copy_case("xlstm_mlstm_causal", tmp_path)
+    missing, shaped = "lm_head.weight", "token_embedding.weight"
+
+    def damage(sd):
+        del sd[PREFIX + missing]
+        sd[PREFIX + shaped] = torch.zeros(13, 64)
+        sd[PREFIX + "extra.bias"] = torch.zeros(3)
+
+    _rewrite_ckpt(case, damage)
+    with pytest.raises(WeightMismatchError) as e:
+        load_reference(case)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert f"missing keys (1): {missing}" in msg
+    assert "unexpected keys (1): extra.bias" in msg
+    assert f"{shaped} checkpoint [13, 64] vs model [12, 64]" in msg
+    assert e.value.missing == [missing]
+
+
+def test_load_reference_accepts_ckpt_path_and_records_kwargs():
+    model = load_reference(CONFORMANCE / "xlstm_mlstm_flip_add" / CKPT)
+    assert type(model) is XLSTMLM and not model.training
+    kw = init_kwargs(model)
+    assert kw["bidirectional"] is True and kw["d_model"] == 64
+
+
+def test_caduceus_is_a_clear_not_implemented():
+    with pytest.raises(NotImplementedError, match="Caduceus backbone"):
+        load_reference(CONFORMANCE / "caduceus_ps")
+    assert main(["check", str(CONFORMANCE / "caduceus_ps")]) == 3  # not reported as passing
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["check", str(tmp_path / "nope")]) == 2
+    run = tmp_path / "run"
+    (run / CKPT).parent.mkdir(parents=True)
+    (run / "model_config.json").write_text(json.dumps({"config": {"_target_": "x.xLSTMConfig", "d_model": 32}}))
+    (run / CKPT).write_bytes(b"this is not a checkpoint")
+    assert main(["load", str(run), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("error: ") for line in err)
+    assert "not a readable checkpoint" in err[1]
+    assert not (tmp_path / "out").exists()
+
+
+def test_module_entry_point_exit_code(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "dnax.convert", "check", str(tmp_path / "missing")],
+                       capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "no such case directory" in r.stderr
+
+
+def test_cli_load_writes_dnax_format(tmp_path, capsys):
+    out = tmp_path / "converted"
+    assert main(["load", str(CONFORMANCE / "xlstm_slstm_rcps"), "--out", str(out)]) == 0
+    model = from_pretrained(out)
+    ids = torch.from_numpy(np.load(CONFORMANCE / "xlstm_slstm_rcps" / "input_ids.npy"))
+    with torch.no_grad():
+        diff = (model(ids) - torch.from_numpy(np.load(CONFORMANCE / "xlstm_slstm_rcps" / "logits.npy"))).abs().max()
+    assert diff <= 1e-5
+
+
+# ---------------------------------------------------------------------------------------------- pretrained
+
+@pytest.mark.parametrize("kw", [
+    dict(),                                   # causal mLSTM
+    dict(s_lstm_at=[0, 1], rcps=True),        # RCPS sLSTM
+], ids=["mlstm_causal", "slstm_rcps"])
+def test_save_from_pretrained_round_trip(tmp_path, kw):
+    torch.manual_seed(0)
+    model = XLSTMLM(d_model=32, n_layer=2, max_length=16, m_backend="parallel", s_backend="vanilla", **kw).eval()
+    ids = torch.randint(7, 12, (2, 16))
+    with torch.no_grad():
+        ref = model(ids)
+    d = save_pretrained(model, tmp_path / "m")
+    assert sorted(p.name for p in d.iterdir()) == ["config.json", "model.safetensors"]
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["class"] == "dnax.models.backbones.xlstm.XLSTMLM" and cfg["kwargs"]["d_model"] == 32
+    torch.manual_seed(1)  # a different init: everything must come from the file
+    loaded = from_pretrained(d)
+    assert type(loaded) is XLSTMLM
+    assert init_kwargs(loaded).get("complement_map") == init_kwargs(model).get("complement_map")  # int keys
+    with torch.no_grad():
+        assert torch.equal(loaded(ids), ref)
+    # overwrite in place: atomic replace, no temp dirs left behind
+    save_pretrained(loaded, d)
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+    assert json.loads((d / "config.json").read_text()) == cfg  # config survives load + save unchanged
+    with torch.no_grad():
+        assert torch.equal(from_pretrained(d)(ids), ref)
+
+
+def test_from_reference_config_records_constructor_kwargs():
+    cmap = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 10, 8: 9, 9: 8, 10: 7, 11: 11}
+    cfg = {"config": {"_target_": "models.dna_xlstm.modelling_xlstm.xLSTMConfig", "d_model": 32, "n_layer": 1,
+                      "vocab_size": 12, "complement_map": {str(k): v for k, v in cmap.items()}, "rcps": True}}
+    model = XLSTMLM.from_reference_config(cfg, m_backend="parallel")
+    kw = init_kwargs(model)
+    assert kw["complement_map"] == cmap and kw["m_backend"] == "parallel" and "_target_" not in kw
+
+
+def test_save_refuses_a_module_without_recorded_kwargs(tmp_path):
+    with pytest.raises(ValueError, match="init_kwargs"):
+        save_pretrained(torch.nn.Linear(2, 2), tmp_path / "m")
+    assert not (tmp_path / "m").exists()
