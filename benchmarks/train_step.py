@@ -138,7 +138,17 @@ def _cpu_model() -> str:
 
 
 def write_results(rows: list[dict], env: dict, stem: str) -> Path:
+    """Write `<stem>.json/.md`, keeping earlier rows of configurations not measured in this run."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    previous = RESULTS / f"{stem}.json"
+    if previous.exists():
+        key = lambda r: (r["mode"], r["implementation"], r["dtype"], r["batch"])  # noqa: E731
+        fresh = {key(r) for r in rows}
+        kept = [dict(r, measured=r.get("measured", "earlier run"))
+                for r in json.loads(previous.read_text())["results"] if key(r) not in fresh]
+        order = list(MODES)
+        rows = sorted(kept + rows, key=lambda r: (order.index(r["mode"]) if r["mode"] in order else 99,
+                                                   r["implementation"]))
     payload = json.dumps({"environment": env, "results": rows}, indent=2)
     lines = [f"Train step, {env.get('gpu', env['cpu'])}, torch {env['torch']}, {env['date']}", "",
              "| mode | implementation | batch x length | dtype | tokens/s | step (s) | peak memory (GiB) | load |",
