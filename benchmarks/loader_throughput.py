@@ -47,7 +47,10 @@ from pathlib import Path
 
 import numpy as np
 
-SRC = Path("/work/shared/data/human_dna/GRCh37_chrX_first70Mb.fa.gz")
+from dnax.atomic import atomic_write_text
+
+# the 70 Mbp GRCh37 chrX of ../shared/data beside the checkout (override with --fasta)
+SRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "human_dna" / "GRCh37_chrX_first70Mb.fa.gz"
 SEQ_LEN = 1024
 LINE = 70
 
@@ -107,19 +110,6 @@ def rate(name: str, step: Callable[[int], int], seconds: float, **extra) -> dict
         if time.perf_counter() - t0 >= seconds:
             break
     return make_row(name, n, time.perf_counter() - t0, cpu_times() - c0, load0, **extra)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # --------------------------------------------------------------------------------------------------------- data
@@ -569,8 +559,8 @@ def main(argv=None) -> int:
     result["total_seconds"] = round(time.perf_counter() - t_start, 1)
 
     out = Path(args.out)
-    atomic_write(out, json.dumps(result, indent=1) + "\n")
-    atomic_write(out.with_suffix(".md"), markdown(result))
+    atomic_write_text(out, json.dumps(result, indent=1) + "\n")
+    atomic_write_text(out.with_suffix(".md"), markdown(result))
     print(f"wrote {out} and {out.with_suffix('.md')} ({result['total_seconds']} s)")
     return 0
 

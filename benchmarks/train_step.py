@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from dnax.atomic import atomic_write_text
+
 MODEL = dict(d_model=128, n_layer=4, m_num_heads=4, m_proj_factor=2.0, m_qkv_proj_blocksize=4)
 MODES = {
     "causal": dict(bidirectional=False),
@@ -156,11 +158,8 @@ def write_results(rows: list[dict], env: dict, stem: str) -> Path:
     for r in rows:
         lines.append(f"| {r['mode']} | {r['implementation']} | {r['batch']} x {r['length']} | {r['dtype']} | "
                      f"{r['tokens_per_s']:,} | {r['step_s_median']} | {r['peak_mem_gib']} | {r['load_avg_1min']} |")
-    for suffix, text in ((".json", payload), (".md", "\n".join(lines) + "\n")):
-        path = RESULTS / f"{stem}{suffix}"
-        tmp = path.with_suffix(suffix + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+    atomic_write_text(RESULTS / f"{stem}.json", payload)
+    atomic_write_text(RESULTS / f"{stem}.md", "\n".join(lines) + "\n")
     return RESULTS / f"{stem}.md"
 
 

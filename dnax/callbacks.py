@@ -8,8 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +15,12 @@ from composer.core import State
 from composer.loggers import Logger, LoggerDestination
 from composer.utils import dist
 
+from dnax.atomic import atomic_write_bytes
+
 TRAIN_LOSS = "loss/train/total"
 EVAL_LOSS = "metrics/eval/LanguageCrossEntropy"
 EVAL_ACC = "metrics/eval/MaskedAccuracy"
 BASELINES = {"metrics/eval/BaselineOrder0": "order-0", "metrics/eval/BaselineOrder0Copy": "order-0 + copy"}
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class RunReport(LoggerDestination):

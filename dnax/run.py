@@ -30,7 +30,7 @@ import fiddle as fdl
 from fiddle.experimental import serialization
 
 from dnax import fiddlers as builtin_fiddlers
-from dnax.callbacks import atomic_write_bytes
+from dnax.atomic import atomic_write_bytes
 
 
 class UsageError(Exception):

@@ -52,3 +52,15 @@ def test_programmatic_use_and_config_replay_resumes_the_same_run(in_tmp):
     rows = list(csv.DictReader(open(in_tmp / "runs/resume/metrics.csv")))
     steps = [int(r["step"]) for r in rows if r["name"] == "loss/train/total"]
     assert steps == [0, 1, 2, 3]  # Composer logs the train loss at the 0-based batch index
+
+
+def test_cpu_bf16_autocast_trains(in_tmp):
+    from experiments import hg38_xlstm
+
+    cfg = hg38_xlstm.hg38_xlstm()
+    cli.mutate(cfg, ["tiny", "cpu_bf16", "trainer.run_name='bf16'"])
+    assert cfg.model.autocast_dtype == "bfloat16" and cfg.trainer.precision == "fp32"
+    trainer = cli.run(cfg)
+    assert int(trainer.state.timestamp.batch) == 2
+    rows = list(csv.DictReader(open(in_tmp / "runs/bf16/metrics.csv")))
+    assert all(torch.isfinite(torch.tensor(float(r["value"]))) for r in rows if r["name"] == "loss/train/total")
