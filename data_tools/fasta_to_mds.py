@@ -32,7 +32,6 @@ import shutil
 import sys
 import tempfile
 import time
-import urllib.parse
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from datetime import datetime, timezone
@@ -57,6 +56,7 @@ from data_tools.windows import (
     parse_range,
     tile_windows,
 )
+from dnax.data.sources import cache_root, is_url
 
 MANIFEST = "dnax_mds.json"
 FORMAT = "dnax-mds/1"
@@ -73,10 +73,6 @@ def columns(seq_len: int) -> dict[str, str]:
 def sample_fasta() -> Path:
     """The bundled 4 Mbp of real GRCh37 chrX (one record, `X_65000000_69000000`, no N)."""
     return Path(str(resources.files("dnax.data") / "sample" / SAMPLE_NAME))
-
-
-def is_url(out: str | os.PathLike) -> bool:
-    return isinstance(out, str) and "://" in out and len(urllib.parse.urlparse(out).scheme) > 1
 
 
 def read_manifest(out: str | Path) -> dict | None:
@@ -377,8 +373,7 @@ def _fasta_order(names: list[str]):
 
 # ------------------------------------------------------------------------------------------------ remote output
 def _staging_dir(url: str) -> Path:
-    cache = Path(os.environ.get("DNAX_CACHE") or Path.home() / ".cache" / "dnax")
-    return cache / "mds-staging" / hashlib.blake2s(url.encode(), digest_size=8).hexdigest()
+    return cache_root() / "mds-staging" / hashlib.blake2s(url.encode(), digest_size=8).hexdigest()
 
 
 def _read_remote_manifest(url: str) -> dict | None:

@@ -16,7 +16,6 @@ import hashlib
 import mmap
 import os
 import tempfile
-import urllib.parse
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,20 +23,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from dnax.data.sources import cache_root, is_url
+
 INDEX = "index.json"
 PREPARE_HINT = ("prepare it with `python -m data_tools.hg38 download` then `python -m data_tools.hg38 convert` "
                 "(or `python -m data_tools.fasta_to_mds --fasta F [--bed B] --seq-len N --out DIR`)")
 
 
-def is_url(path: str) -> bool:
-    return "://" in path and len(urllib.parse.urlparse(path).scheme) > 1
-
-
 def default_cache_dir(remote_split: str) -> str:
     """Local cache of a remote split: `~/.cache/dnax/mds/<hash of the split's URL>` (`$DNAX_CACHE` replaces
     `~/.cache/dnax`). One directory per split: streaming refuses two live datasets sharing a cache directory."""
-    cache = Path(os.environ.get("DNAX_CACHE") or Path.home() / ".cache" / "dnax")
-    return str(cache / "mds" / hashlib.blake2s(remote_split.encode(), digest_size=16).hexdigest())
+    return str(cache_root() / "mds" / hashlib.blake2s(remote_split.encode(), digest_size=16).hexdigest())
 
 
 def collate_windows(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:

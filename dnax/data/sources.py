@@ -6,10 +6,17 @@ machine-specific path.
 from __future__ import annotations
 
 import os
+import urllib.parse
 from pathlib import Path
 
+def is_url(location: str | os.PathLike) -> bool:
+    """True for an object-store / remote URL (`s3://...`), False for a local path (including `C:\\...`)."""
+    return isinstance(location, str) and "://" in location and len(urllib.parse.urlparse(location).scheme) > 1
+
+
 def cache_root() -> Path:
-    return Path(os.environ.get("DNAX_CACHE", Path.home() / ".cache" / "dnax"))
+    """dnax's cache directory: `$DNAX_CACHE` if set and non-empty, else `~/.cache/dnax`."""
+    return Path(os.environ.get("DNAX_CACHE") or Path.home() / ".cache" / "dnax")
 
 
 def hg38_mds(seq_len: int) -> str:
