@@ -15,7 +15,7 @@ D = 16
 
 
 def _rc_ids(ids: torch.Tensor) -> torch.Tensor:
-    return _complement_tensor(COMPLEMENT_MAP)[ids.flip(-1)]
+    return _complement_tensor(COMPLEMENT_MAP, len(COMPLEMENT_MAP))[ids.flip(-1)]
 
 
 def _perturb_(module: nn.Module, seed: int = 0) -> None:
@@ -70,11 +70,11 @@ def test_reference_key_names():
 
 
 def test_complement_map_forms():
-    as_dict = _complement_tensor(COMPLEMENT_MAP)
-    assert torch.equal(_complement_tensor({str(k): v for k, v in COMPLEMENT_MAP.items()}), as_dict)
-    assert torch.equal(_complement_tensor(list(as_dict.tolist())), as_dict)
+    as_dict = _complement_tensor(COMPLEMENT_MAP, 12)
+    assert torch.equal(_complement_tensor({str(k): v for k, v in COMPLEMENT_MAP.items()}, 12), as_dict)
+    assert torch.equal(_complement_tensor(list(as_dict.tolist()), 12), as_dict)
     with pytest.raises(ValueError):
-        _complement_tensor({0: 1, 1: 1})  # not an involution
+        _complement_tensor({0: 1, 1: 1}, 2)  # not an involution
     with pytest.raises(ValueError):
         RCPSEmbedding(16, D, COMPLEMENT_MAP)  # size mismatch
 

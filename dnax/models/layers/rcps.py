@@ -30,8 +30,10 @@ def rc(x: torch.Tensor) -> torch.Tensor:
     return torch.flip(x, dims=[-2, -1])
 
 
-def _complement_tensor(complement_map: Mapping[int, int] | Sequence[int] | torch.Tensor) -> torch.Tensor:
-    """`{id: complement id}` (int or str keys, ids 0..V-1), a sequence or a tensor -> int64 tensor indexed by id."""
+def _complement_tensor(complement_map: Mapping[int, int] | Sequence[int] | torch.Tensor,
+                       vocab_size: int) -> torch.Tensor:
+    """`{id: complement id}` (int or str keys, ids 0..V-1), a sequence or a tensor -> int64 tensor indexed by id,
+    checked to be an involution over exactly `vocab_size` ids."""
     if isinstance(complement_map, Mapping):
         table = {int(k): int(v) for k, v in complement_map.items()}
         if sorted(table) != list(range(len(table))):
@@ -41,6 +43,8 @@ def _complement_tensor(complement_map: Mapping[int, int] | Sequence[int] | torch
         values = [int(v) for v in (complement_map.tolist() if isinstance(complement_map, torch.Tensor)
                                    else complement_map)]
     t = torch.tensor(values, dtype=torch.long)
+    if len(t) != vocab_size:
+        raise ValueError(f"complement_map has {len(t)} entries, vocab_size is {vocab_size}")
     if not torch.equal(t[t], torch.arange(len(t))):
         raise ValueError("complement_map must be an involution on 0..V-1")
     return t
@@ -51,10 +55,7 @@ class RCPSEmbedding(nn.Module):
 
     def __init__(self, vocab_size: int, d_model: int, complement_map: Mapping[int, int] | Sequence[int] | torch.Tensor):
         super().__init__()
-        cm = _complement_tensor(complement_map)
-        if len(cm) != vocab_size:
-            raise ValueError(f"complement_map has {len(cm)} entries, vocab_size is {vocab_size}")
-        self.register_buffer("complement_map", cm)
+        self.register_buffer("complement_map", _complement_tensor(complement_map, vocab_size))
         self.embedding = nn.Embedding(vocab_size, d_model)
 
     @property
@@ -118,10 +119,7 @@ class RCPSLMHead(nn.Module):
 
     def __init__(self, d_model: int, vocab_size: int, complement_map: Mapping[int, int] | Sequence[int] | torch.Tensor):
         super().__init__()
-        cm = _complement_tensor(complement_map)
-        if len(cm) != vocab_size:
-            raise ValueError(f"complement_map has {len(cm)} entries, vocab_size is {vocab_size}")
-        self.register_buffer("complement_map", cm)
+        self.register_buffer("complement_map", _complement_tensor(complement_map, vocab_size))
         self.true_dim = d_model
         self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
 
