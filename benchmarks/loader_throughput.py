@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.machine import cpu_model
 from dnax.atomic import atomic_write_text
 
 # the 70 Mbp GRCh37 chrX of ../shared/data beside the checkout (override with --fasta)
@@ -60,16 +61,6 @@ def cpu_times() -> float:
     """CPU seconds of this process, all its threads (the loader's workers are counted by `procs_cpu`)."""
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-
-
-def host_cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def make_row(name: str, windows: int, wall: float, cpu: float, load0: float, **extra) -> dict:
@@ -462,7 +453,7 @@ def main(argv=None) -> int:
     result = {
         "benchmark": "python -m benchmarks.loader_throughput",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": {"cpu": host_cpu(), "cores": os.cpu_count(), "loadavg_start": round(os.getloadavg()[0], 2),
+        "host": {"cpu": cpu_model(), "cores": os.cpu_count(), "loadavg_start": round(os.getloadavg()[0], 2),
                  "python": platform.python_version()},
         "versions": {"torch": torch.__version__, "streaming": streaming.__version__,
                      "pyfaidx": pyfaidx.__version__, "numpy": np.__version__},

@@ -16,7 +16,6 @@ import importlib.util
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.machine import cpu_model
 from dnax.atomic import atomic_write_text
 from dnax.models.layers.selective_scan import DEFAULT_CHUNK_SIZE, selective_scan
 
@@ -80,7 +80,7 @@ def main(argv=None):
     dnax["total_s"] = statistics.median(sum(r) for r in dnax_runs)
     res = dict(shape=dict(batch=a.batch, d_inner=a.d_inner, d_state=a.d_state, length=a.length),
                chunk_size=a.chunk_size, dnax=dnax, dnax_reps=a.reps,
-               torch=torch.__version__, threads=torch.get_num_threads(), cpu=platform.processor() or platform.machine())
+               torch=torch.__version__, threads=torch.get_num_threads(), cpu=cpu_model())
     if not a.skip_ref:
         if importlib.util.find_spec("selective_scan_cuda") is None:
             sys.modules["selective_scan_cuda"] = types.ModuleType("selective_scan_cuda")

@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.machine import cpu_model
 from dnax.atomic import atomic_write_text
 
 MODEL = dict(d_model=128, n_layer=4, m_num_heads=4, m_proj_factor=2.0, m_qkv_proj_blocksize=4)
@@ -123,20 +124,10 @@ def environment(device: str) -> dict:
     import torch
 
     env = dict(date=time.strftime("%Y-%m-%d %H:%M:%S"), python=platform.python_version(), torch=torch.__version__,
-               cpu=_cpu_model(), cpu_count=os.cpu_count())
+               cpu=cpu_model(), cpu_count=os.cpu_count())
     if device == "cuda":
         env["gpu"] = torch.cuda.get_device_name()
     return env
-
-
-def _cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def write_results(rows: list[dict], env: dict, stem: str) -> Path:
