@@ -95,6 +95,13 @@ def hg38_xlstm_native_bidirectional() -> fdl.Partial:
 
 
 @experiment
+def hg38_xlstm_native_bidirectional_32k() -> fdl.Partial:
+    """Native bidirectional MLM at 32k context: impossible in the reference (its quadratic cell runs out of memory
+    even at batch 1 on an H200); here the linear-memory Triton kernel on GPU (chunkwise PyTorch form on CPU)."""
+    return _at_32k(hg38_xlstm_native_bidirectional())
+
+
+@experiment
 def hg38_xlstm_alternating() -> fdl.Partial:
     """MLM with consecutive blocks running in alternating directions instead of weight-shared flip-and-add
     (DNA-xLSTM `bidirectional_alternating=true`)."""

@@ -14,7 +14,8 @@ leading batch axes; the layer passes heads first, (NH, B, S, DH)):
 Native bidirectional mLSTM (DNA-xLSTM `m_backend_bidirectional`): the gate matrix is the causal one on and below
 the diagonal and, above it, log D[t, s] = sum_{u=t}^{s-1} log sigmoid(f_u) + i_s (reversed cumulative forget
 gates); one row-max stabiliser and one normaliser over the whole row. `mlstm_bidirectional_parallel` is that
-quadratic reference; `mlstm_bidirectional_chunkwise` computes the same in linear memory.
+quadratic reference; `mlstm_bidirectional_chunkwise` computes the same in linear memory; on CUDA, backend
+'kernel' (and 'auto') runs dnax's Triton kernel (`kernels/mlstm_bidirectional.py`), the same math again.
 """
 from __future__ import annotations
 
@@ -273,9 +274,21 @@ def resolve_backend(backend: Backend, device: torch.device | None = None) -> str
     return "kernel" if device is not None and device.type == "cuda" else "chunkwise"
 
 
+def mlstm_bidirectional_kernel(q, k, v, i, f, eps: float = EPS, **_) -> torch.Tensor:
+    """Native bidirectional mLSTM via dnax's Triton kernel (`kernels/mlstm_bidirectional.py`), linear memory."""
+    try:
+        from kernels.mlstm_bidirectional import mlstm_bidirectional  # triton: imported only when used
+    except ImportError as e:
+        raise ImportError(f"the 'kernel' native-bidirectional backend needs the repository's kernels/ folder and "
+                          f"triton ({e}); use m_backend='chunkwise' (same math, PyTorch)") from None
+    return mlstm_bidirectional(q, k, v, i, f, eps=eps)
+
+
 def mlstm_backend_fn(backend: Backend, bidirectional: bool, device: torch.device | None = None) -> Callable:
     backend = resolve_backend(backend, device)
-    if bidirectional:  # mlstm_kernels has no bidirectional kernel: 'kernel' runs the chunkwise form
+    if bidirectional:  # 'kernel': dnax's Triton kernel on CUDA; on CPU the chunkwise PyTorch form (same math)
+        if backend == "kernel" and device is not None and device.type == "cuda":
+            return mlstm_bidirectional_kernel
         return mlstm_bidirectional_parallel if backend == "parallel" else mlstm_bidirectional_chunkwise
     return {"parallel": mlstm_parallel, "chunkwise": mlstm_chunkwise, "kernel": mlstm_kernel}[backend]
 

@@ -1,0 +1,142 @@
+"""Native bidirectional mLSTM cell: forward+backward time, peak memory and TFLOP/s vs sequence length (GPU).
+
+    python -m benchmarks.mlstm_bidirectional_kernel                       # S = 1k .. 128k, bf16, B*NH = 4*4, DH 128
+    python -m benchmarks.mlstm_bidirectional_kernel --lengths 1024 32768 --dtype fp32
+
+Rows per length: dnax's Triton kernel (`kernels/mlstm_bidirectional.py`), the quadratic reference form (what
+DNA-xLSTM runs; until it runs out of memory), dnax's chunkwise PyTorch form, and for scale the causal Triton
+kernel of mlstm_kernels (`chunkwise--triton_limit_chunk`) run twice (two directions, as flip-and-add would).
+FLOPs counted as for attention: 4 S^2 DH per head forward, 3.5x that for forward+backward (the bidirectional
+cell has a full S x S gate matrix; the causal kernel's useful work is half of it, counted the same way for
+comparability). Each configuration runs in its own process, so peak memory is its own.
+Results: `benchmarks/results/mlstm_bidirectional_kernel_<gpu>.{json,md}`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from dnax.atomic import atomic_write_text
+
+RESULTS = Path(__file__).parent / "results"
+IMPLS = ("dnax_triton", "reference_quadratic", "dnax_chunkwise_pytorch", "mlstm_kernels_causal_x2")
+
+
+def _fn(impl: str):
+    if impl == "dnax_triton":
+        from kernels.mlstm_bidirectional import mlstm_bidirectional
+
+        return mlstm_bidirectional
+    if impl == "reference_quadratic":
+        from kernels.mlstm_bidirectional import mlstm_bidirectional_ref
+
+        return mlstm_bidirectional_ref
+    if impl == "dnax_chunkwise_pytorch":
+        from dnax.models.layers.mlstm import mlstm_bidirectional_chunkwise
+
+        return mlstm_bidirectional_chunkwise
+    from mlstm_kernels.torch import get_mlstm_kernel
+
+    causal = get_mlstm_kernel("chunkwise--triton_limit_chunk")
+
+    def two_directions(q, k, v, i, f):
+        fwd = causal(q, k, v, i, f, chunk_size=64)
+        rev = causal(*(t.flip(-2) for t in (q, k, v)), i.flip(-1), f.flip(-1), chunk_size=64)
+        return fwd + rev.flip(-2)
+
+    return two_directions
+
+
+def measure(impl: str, S: int, B: int, NH: int, DH: int, dtype: str, reps: int) -> dict:
+    import torch
+
+    dt = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+    g = torch.Generator(device="cuda").manual_seed(0)
+    q, k, v = (torch.randn(B, NH, S, DH, device="cuda", dtype=dt, generator=g).requires_grad_() for _ in range(3))
+    i, f = (torch.randn(B, NH, S, device="cuda", dtype=dt, generator=g).requires_grad_() for _ in range(2))
+    dh = torch.randn(B, NH, S, DH, device="cuda", dtype=dt, generator=g)
+    fn = _fn(impl)
+    row = dict(impl=impl, S=S, B=B, NH=NH, DH=DH, dtype=dtype)
+    try:
+        fn(q, k, v, i, f).backward(dh)  # warm-up / compile
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn(q, k, v, i, f).backward(dh)
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+    except torch.OutOfMemoryError:
+        return dict(row, error="out of memory")
+    ms = sorted(times)[len(times) // 2] * 1e3
+    flops = 3.5 * 4 * S * S * DH * B * NH
+    return dict(row, fwd_bwd_ms=round(ms, 3), peak_mem_gib=round(torch.cuda.max_memory_allocated() / 2**30, 3),
+                tflops=round(flops / (ms * 1e-3) / 1e12, 2), reps=reps)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072])
+    p.add_argument("--impl", choices=IMPLS, action="append")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--head-dim", type=int, default=128)
+    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--timeout", type=int, default=300, help="seconds per configuration")
+    p.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("benchmarks.mlstm_bidirectional_kernel needs a CUDA GPU (the kernel's CPU mode is "
+                         "Triton's interpreter, for tests only)")
+    if args.single:
+        print(json.dumps(measure(args.impl[0], args.lengths[0], args.batch, args.heads, args.head_dim, args.dtype,
+                                 args.reps)))
+        return
+    rows, skip = [], set()
+    for S in args.lengths:
+        for impl in args.impl or IMPLS:
+            if impl in skip:  # ran out of memory at a shorter length
+                rows.append(dict(impl=impl, S=S, error="out of memory (at a shorter length)"))
+                continue
+            cmd = [sys.executable, "-m", "benchmarks.mlstm_bidirectional_kernel", "--single", "--impl", impl,
+                   "--lengths", str(S), "--batch", str(args.batch), "--heads", str(args.heads), "--head-dim",
+                   str(args.head_dim), "--dtype", args.dtype, "--reps", str(args.reps)]
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+                row = (json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else
+                       dict(impl=impl, S=S, error=(done.stderr.strip().splitlines() or ["failed"])[-1]))
+            except subprocess.TimeoutExpired:
+                row = dict(impl=impl, S=S, error=f"timeout {args.timeout}s")
+            if "out of memory" in row.get("error", ""):
+                skip.add(impl)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    gpu = torch.cuda.get_device_name()
+    env = dict(date=time.strftime("%Y-%m-%d %H:%M:%S"), gpu=gpu, torch=torch.__version__,
+               triton=__import__("triton").__version__, B=args.batch, NH=args.heads, DH=args.head_dim,
+               dtype=args.dtype)
+    lines = [f"Native bidirectional mLSTM cell, forward+backward, {gpu}, torch {env['torch']}, triton "
+             f"{env['triton']}, B={args.batch} NH={args.heads} DH={args.head_dim} {args.dtype}, {env['date']}", "",
+             "| S | implementation | fwd+bwd (ms) | peak memory (GiB) | TFLOP/s |", "|---:|---|---:|---:|---:|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['S']} | {r['impl']} | {r['error']} | | |")
+        else:
+            lines.append(f"| {r['S']} | {r['impl']} | {r['fwd_bwd_ms']} | {r['peak_mem_gib']} | {r['tflops']} |")
+    stem = "mlstm_bidirectional_kernel_" + gpu.lower().replace(" ", "_").replace("/", "_")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(RESULTS / f"{stem}.json", json.dumps({"environment": env, "results": rows}, indent=2))
+    atomic_write_text(RESULTS / f"{stem}.md", "\n".join(lines) + "\n")
+    print(f"wrote {RESULTS / stem}.md")
+
+
+if __name__ == "__main__":
+    main()

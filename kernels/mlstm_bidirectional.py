@@ -1,0 +1,324 @@
+"""Native (non-causal) bidirectional mLSTM: a tiled Triton kernel in linear memory, and its quadratic reference.
+
+    h = mlstm_bidirectional(q, k, v, i, f)        # q, k, v (B, NH, S, DH); i, f (B, NH, S) gate pre-activations
+
+Semantics (DNA-xLSTM's native bidirectional cell, `mlstm_bidirectional_ref` below): with lf = logsigmoid(f),
+b = cumsum(lf) (inclusive) and x = b - lf (exclusive),
+
+    log D[t, s] = b_t - b_s + i_s   for s <= t        (forward decay, the causal mLSTM)
+    log D[t, s] = x_s - x_t + i_s   for s >  t        (reversed decay: sum_{u=t}^{s-1} lf_u + i_s)
+    m_t = max_s log D[t, s]                         (row-max stabiliser over the whole row)
+    C[t, s] = (q_t . k_s / sqrt(DH)) exp(log D[t, s] - m_t)
+    h_t = sum_s C[t, s] v_s / (max(|sum_s C[t, s]|, exp(-m_t)) + eps)
+
+The kernel is flash-attention shaped: one program per (batch*head, block of BLOCK_T queries) streams over key
+blocks with an online max (rescaling its accumulators when the max grows), so nothing of size S x S is ever
+stored; memory is O(S * DH). The backward recomputes each tile in two kernels (queries: dq and the row sums of
+d log D; keys: dk, dv and the column sums) and turns those sums into gradients of i and of the cumulative gates;
+autograd carries them through cumsum/logsigmoid to f. The gradient through the stabiliser m (which the
+normaliser's `eps` and `exp(-m)` make non-zero) is routed to the row's arg max exactly as torch's `amax` does,
+so gradients equal the reference's up to floating-point rounding.
+
+Compute is fp32 throughout (fp32 tiles, `ieee` dot products for fp32 inputs; bf16/fp16 inputs feed their
+dot products in their own dtype with fp32 accumulation). Any S (tiles are masked), DH up to 256. On CPU the
+kernel runs only under `TRITON_INTERPRET=1` (tests); `mlstm_bidirectional_ref` is the fallback anywhere.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+
+__all__ = ["mlstm_bidirectional", "mlstm_bidirectional_ref"]
+
+EPS = 1e-6
+
+
+def mlstm_bidirectional_ref(q, k, v, i, f, eps: float = EPS) -> torch.Tensor:
+    """Quadratic PyTorch form (the reference's native bidirectional parallel cell), O(S^2) memory."""
+    S, DH = q.shape[-2:]
+    log_f = F.logsigmoid(f).unsqueeze(-1)  # (B, NH, S, 1)
+    cs = torch.cumsum(log_f, dim=-2)
+    rcs = torch.cumsum(torch.flip(log_f, dims=(-2,)), dim=-2)
+    upper = torch.flip(rcs - rcs.transpose(-2, -1), dims=(-1, -2))  # [t, s] = sum_{u=t}^{s-1} log f_u, s > t
+    lower = torch.ones(S, S, dtype=torch.bool, device=q.device).tril_()
+    log_D = torch.where(lower, cs - cs.transpose(-2, -1), upper) + i.unsqueeze(-2)
+    max_log_D = log_D.amax(dim=-1, keepdim=True)
+    C = (q @ (k / math.sqrt(DH)).transpose(-2, -1)) * torch.exp(log_D - max_log_D)
+    normalizer = torch.maximum(C.sum(dim=-1, keepdim=True).abs(), torch.exp(-max_log_D))
+    return (C / (normalizer + eps)) @ v
+
+
+# ---------------------------------------------------------------------------------------------- kernels
+
+
+@triton.jit
+def _log_d(b_t, x_t, b_s, x_s, i_s, t, s, S):
+    """log D tile (BLOCK_T, BLOCK_S) in fp32; -inf for keys beyond S."""
+    lower = s[None, :] <= t[:, None]
+    log_d = tl.where(lower, b_t[:, None] - b_s[None, :], x_s[None, :] - x_t[:, None]) + i_s[None, :]
+    return tl.where(s[None, :] < S, log_d, float("-inf")), lower
+
+
+@triton.jit
+def _fwd_kernel(Q, K, V, Bc, Xc, I, H, M, N, DEN, ARG, S, DH, scale, eps,
+                BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
+                IEEE: tl.constexpr):
+    pid_t = tl.program_id(0)
+    bh = tl.program_id(1).to(tl.int64)
+    t = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
+    d = tl.arange(0, BLOCK_D)
+    t_ok, d_ok = t < S, d < DH
+    base = bh * S * DH
+    q = tl.load(Q + base + t[:, None] * DH + d[None, :], mask=t_ok[:, None] & d_ok[None, :], other=0.0)
+    if IEEE:
+        q = q.to(tl.float32)
+    b_t = tl.load(Bc + bh * S + t, mask=t_ok, other=0.0)
+    x_t = tl.load(Xc + bh * S + t, mask=t_ok, other=0.0)
+
+    m = tl.full([BLOCK_T], float("-inf"), tl.float32)
+    arg = tl.zeros([BLOCK_T], tl.int32)
+    den = tl.zeros([BLOCK_T], tl.float32)
+    acc = tl.zeros([BLOCK_T, BLOCK_D], tl.float32)
+    for s0 in range(0, S, BLOCK_S):
+        s = s0 + tl.arange(0, BLOCK_S)
+        s_ok = s < S
+        kv_mask = s_ok[:, None] & d_ok[None, :]
+        k = tl.load(K + base + s[:, None] * DH + d[None, :], mask=kv_mask, other=0.0)
+        v = tl.load(V + base + s[:, None] * DH + d[None, :], mask=kv_mask, other=0.0)
+        if IEEE:
+            k, v = k.to(tl.float32), v.to(tl.float32)
+        b_s = tl.load(Bc + bh * S + s, mask=s_ok, other=0.0)
+        x_s = tl.load(Xc + bh * S + s, mask=s_ok, other=0.0)
+        i_s = tl.load(I + bh * S + s, mask=s_ok, other=0.0)
+        log_d, _ = _log_d(b_t, x_t, b_s, x_s, i_s, t, s, S)
+        blk_max = tl.max(log_d, 1)
+        blk_arg = tl.argmax(log_d, 1).to(tl.int32) + s0
+        m_new = tl.maximum(m, blk_max)
+        arg = tl.where(blk_max > m, blk_arg, arg)
+        alpha = tl.exp(m - m_new)
+        if IEEE:
+            qk = tl.dot(q, tl.trans(k), input_precision="ieee")
+        else:
+            qk = tl.dot(q, tl.trans(k))
+        c = qk * scale * tl.exp(log_d - m_new[:, None])
+        den = den * alpha + tl.sum(c, 1)
+        if IEEE:
+            acc = acc * alpha[:, None] + tl.dot(c, v, input_precision="ieee")
+        else:
+            acc = acc * alpha[:, None] + tl.dot(c.to(v.dtype), v)
+        m = m_new
+    n = tl.maximum(tl.abs(den), tl.exp(-m)) + eps
+    h = acc / n[:, None]
+    tl.store(H + base + t[:, None] * DH + d[None, :], h.to(H.dtype.element_ty), mask=t_ok[:, None] & d_ok[None, :])
+    tl.store(M + bh * S + t, m, mask=t_ok)
+    tl.store(N + bh * S + t, n, mask=t_ok)
+    tl.store(DEN + bh * S + t, den, mask=t_ok)
+    tl.store(ARG + bh * S + t, arg, mask=t_ok)
+
+
+@triton.jit
+def _tile_grads(q, k, v, dnum, dden, m_t, b_t, x_t, b_s, x_s, i_s, t, s, S, scale, IEEE: tl.constexpr):
+    """Recompute one (BLOCK_T, BLOCK_S) tile: C, dS (gradient of q.k^T) and R = d log D, zero outside S."""
+    log_d, lower = _log_d(b_t, x_t, b_s, x_s, i_s, t, s, S)
+    e = tl.exp(log_d - m_t[:, None])
+    if IEEE:
+        qk = tl.dot(q, tl.trans(k), input_precision="ieee")
+        dc = tl.dot(dnum, tl.trans(v), input_precision="ieee") + dden[:, None]
+    else:
+        qk = tl.dot(q, tl.trans(k))
+        dc = tl.dot(dnum.to(v.dtype), tl.trans(v)) + dden[:, None]
+    c = qk * scale * e
+    valid = (s[None, :] < S) & (t[:, None] < S)
+    ds = tl.where(valid, dc * e * scale, 0.0)
+    r = tl.where(valid, dc * c, 0.0)
+    return c, ds, r, lower
+
+
+@triton.jit
+def _bwd_q_kernel(Q, K, V, Bc, Xc, I, M, DNUM, DDEN, DQ, ROWS_LO, ROWS_UP, S, DH, scale,
+                  BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
+    pid_t = tl.program_id(0)
+    bh = tl.program_id(1).to(tl.int64)
+    t = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
+    d = tl.arange(0, BLOCK_D)
+    t_ok, d_ok = t < S, d < DH
+    base = bh * S * DH
+    qd_mask = t_ok[:, None] & d_ok[None, :]
+    q = tl.load(Q + base + t[:, None] * DH + d[None, :], mask=qd_mask, other=0.0)
+    if IEEE:
+        q = q.to(tl.float32)
+    dnum = tl.load(DNUM + base + t[:, None] * DH + d[None, :], mask=qd_mask, other=0.0)
+    dden = tl.load(DDEN + bh * S + t, mask=t_ok, other=0.0)
+    m_t = tl.load(M + bh * S + t, mask=t_ok, other=0.0)
+    b_t = tl.load(Bc + bh * S + t, mask=t_ok, other=0.0)
+    x_t = tl.load(Xc + bh * S + t, mask=t_ok, other=0.0)
+
+    dq = tl.zeros([BLOCK_T, BLOCK_D], tl.float32)
+    rows_lo = tl.zeros([BLOCK_T], tl.float32)
+    rows_up = tl.zeros([BLOCK_T], tl.float32)
+    for s0 in range(0, S, BLOCK_S):
+        s = s0 + tl.arange(0, BLOCK_S)
+        s_ok = s < S
+        kv_mask = s_ok[:, None] & d_ok[None, :]
+        k = tl.load(K + base + s[:, None] * DH + d[None, :], mask=kv_mask, other=0.0)
+        v = tl.load(V + base + s[:, None] * DH + d[None, :], mask=kv_mask, other=0.0)
+        if IEEE:
+            k, v = k.to(tl.float32), v.to(tl.float32)
+        b_s = tl.load(Bc + bh * S + s, mask=s_ok, other=0.0)
+        x_s = tl.load(Xc + bh * S + s, mask=s_ok, other=0.0)
+        i_s = tl.load(I + bh * S + s, mask=s_ok, other=0.0)
+        c, ds, r, lower = _tile_grads(q, k, v, dnum, dden, m_t, b_t, x_t, b_s, x_s, i_s, t, s, S, scale, IEEE)
+        if IEEE:
+            dq += tl.dot(ds, k, input_precision="ieee")
+        else:
+            dq += tl.dot(ds.to(k.dtype), k)
+        rows_lo += tl.sum(tl.where(lower, r, 0.0), 1)
+        rows_up += tl.sum(tl.where(lower, 0.0, r), 1)
+    tl.store(DQ + base + t[:, None] * DH + d[None, :], dq, mask=qd_mask)
+    tl.store(ROWS_LO + bh * S + t, rows_lo, mask=t_ok)
+    tl.store(ROWS_UP + bh * S + t, rows_up, mask=t_ok)
+
+
+@triton.jit
+def _bwd_kv_kernel(Q, K, V, Bc, Xc, I, M, DNUM, DDEN, DK, DV, COLS_LO, COLS_UP, S, DH, scale,
+                   BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr, IEEE: tl.constexpr):
+    pid_s = tl.program_id(0)
+    bh = tl.program_id(1).to(tl.int64)
+    s = pid_s * BLOCK_S + tl.arange(0, BLOCK_S)
+    d = tl.arange(0, BLOCK_D)
+    s_ok, d_ok = s < S, d < DH
+    base = bh * S * DH
+    kv_mask = s_ok[:, None] & d_ok[None, :]
+    k = tl.load(K + base + s[:, None] * DH + d[None, :], mask=kv_mask, other=0.0)
+    v = tl.load(V + base + s[:, None] * DH + d[None, :], mask=kv_mask, other=0.0)
+    if IEEE:
+        k, v = k.to(tl.float32), v.to(tl.float32)
+    b_s = tl.load(Bc + bh * S + s, mask=s_ok, other=0.0)
+    x_s = tl.load(Xc + bh * S + s, mask=s_ok, other=0.0)
+    i_s = tl.load(I + bh * S + s, mask=s_ok, other=0.0)
+
+    dk = tl.zeros([BLOCK_S, BLOCK_D], tl.float32)
+    dv = tl.zeros([BLOCK_S, BLOCK_D], tl.float32)
+    cols_lo = tl.zeros([BLOCK_S], tl.float32)
+    cols_up = tl.zeros([BLOCK_S], tl.float32)
+    for t0 in range(0, S, BLOCK_T):
+        t = t0 + tl.arange(0, BLOCK_T)
+        t_ok = t < S
+        qd_mask = t_ok[:, None] & d_ok[None, :]
+        q = tl.load(Q + base + t[:, None] * DH + d[None, :], mask=qd_mask, other=0.0)
+        if IEEE:
+            q = q.to(tl.float32)
+        dnum = tl.load(DNUM + base + t[:, None] * DH + d[None, :], mask=qd_mask, other=0.0)
+        dden = tl.load(DDEN + bh * S + t, mask=t_ok, other=0.0)
+        m_t = tl.load(M + bh * S + t, mask=t_ok, other=0.0)
+        b_t = tl.load(Bc + bh * S + t, mask=t_ok, other=0.0)
+        x_t = tl.load(Xc + bh * S + t, mask=t_ok, other=0.0)
+        c, ds, r, lower = _tile_grads(q, k, v, dnum, dden, m_t, b_t, x_t, b_s, x_s, i_s, t, s, S, scale, IEEE)
+        c = tl.where((t[:, None] < S) & (s[None, :] < S), c, 0.0)
+        if IEEE:
+            dv += tl.dot(tl.trans(c), dnum, input_precision="ieee")
+            dk += tl.dot(tl.trans(ds), q, input_precision="ieee")
+        else:
+            dv += tl.dot(tl.trans(c).to(v.dtype), dnum.to(v.dtype))
+            dk += tl.dot(tl.trans(ds).to(q.dtype), q)
+        cols_lo += tl.sum(tl.where(lower, r, 0.0), 0)
+        cols_up += tl.sum(tl.where(lower, 0.0, r), 0)
+    tl.store(DK + base + s[:, None] * DH + d[None, :], dk, mask=kv_mask)
+    tl.store(DV + base + s[:, None] * DH + d[None, :], dv, mask=kv_mask)
+    tl.store(COLS_LO + bh * S + s, cols_lo, mask=s_ok)
+    tl.store(COLS_UP + bh * S + s, cols_up, mask=s_ok)
+
+
+# ---------------------------------------------------------------------------------------------- autograd
+
+
+def _blocks(S: int, DH: int) -> tuple[int, int, int]:
+    block_d = max(16, triton.next_power_of_2(DH))
+    block = 64 if block_d <= 64 else (32 if block_d <= 128 else 16)
+    block = min(block, max(16, triton.next_power_of_2(S)))
+    return block, block, block_d
+
+
+def _fp32_dots(q: torch.Tensor) -> bool:
+    """fp32 tiles and `ieee` dot products for fp32 inputs, and always in Triton's CPU interpreter (whose bf16
+    dot products are wrong in triton 3.8); bf16/fp16 dot products with fp32 accumulation on GPU otherwise."""
+    return q.dtype == torch.float32 or os.environ.get("TRITON_INTERPRET") == "1"
+
+
+class _MLSTMBidirectional(torch.autograd.Function):
+    """Inputs flattened to (X, S, DH) / (X, S); b, x: inclusive / exclusive cumsum of logsigmoid(f), fp32."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, i, b, x, eps):
+        X, S, DH = q.shape
+        if DH > 256:
+            raise ValueError(f"head dim {DH} > 256 is not supported by the bidirectional mLSTM kernel")
+        q, k, v = (t.contiguous() for t in (q, k, v))
+        i, b, x = (t.float().contiguous() for t in (i, b, x))
+        h = torch.empty_like(q)
+        m, n, den = (torch.empty(X, S, device=q.device, dtype=torch.float32) for _ in range(3))
+        arg = torch.empty(X, S, device=q.device, dtype=torch.int32)
+        bt, bs, bd = _blocks(S, DH)
+        ieee = _fp32_dots(q)
+        scale = DH**-0.5
+        _fwd_kernel[(triton.cdiv(S, bt), X)](q, k, v, b, x, i, h, m, n, den, arg, S, DH, scale, eps,
+                                              BLOCK_T=bt, BLOCK_S=bs, BLOCK_D=bd, IEEE=ieee)
+        ctx.save_for_backward(q, k, v, i, b, x, h, m, n, den, arg)
+        ctx.eps = eps
+        return h
+
+    @staticmethod
+    def backward(ctx, dh):
+        q, k, v, i, b, x, h, m, n, den, arg = ctx.saved_tensors
+        eps = ctx.eps
+        X, S, DH = q.shape
+        dh = dh.float()
+        dot = (dh * h.float()).sum(-1)  # (X, S): dh_t . h_t
+        dnum = (dh / n.unsqueeze(-1)).contiguous()
+        # d/d den through max(|den|, exp(-m)): only where |den| is the larger branch
+        dden = torch.where(den.abs() > torch.exp(-m), -dot / n * torch.sign(den), torch.zeros_like(den)).contiguous()
+        dq, dk, dv = (torch.empty(X, S, DH, device=q.device, dtype=torch.float32) for _ in range(3))
+        rows_lo, rows_up, cols_lo, cols_up = (torch.empty(X, S, device=q.device, dtype=torch.float32)
+                                              for _ in range(4))
+        bt, bs, bd = _blocks(S, DH)
+        ieee = _fp32_dots(q)
+        scale = DH**-0.5
+        args = dict(BLOCK_T=bt, BLOCK_S=bs, BLOCK_D=bd, IEEE=ieee)
+        _bwd_q_kernel[(triton.cdiv(S, bt), X)](q, k, v, b, x, i, m, dnum, dden, dq, rows_lo, rows_up, S, DH,
+                                                scale, **args)
+        _bwd_kv_kernel[(triton.cdiv(S, bs), X)](q, k, v, b, x, i, m, dnum, dden, dk, dv, cols_lo, cols_up, S, DH,
+                                                 scale, **args)
+        db = rows_lo - cols_lo
+        dx = cols_up - rows_up
+        di = cols_lo + cols_up
+        # the stabiliser m_t = log D[t, arg_t]: h depends on it only through eps, d h_t / d m_t = -h_t eps / n_t
+        dm = -dot * eps / n
+        t = torch.arange(S, device=q.device).expand(X, S)
+        s_star = arg.long()
+        lower = s_star <= t
+        dm_lo, dm_up = torch.where(lower, dm, 0.0), torch.where(lower, 0.0, dm)
+        db = db + dm_lo
+        db.scatter_add_(1, s_star, -dm_lo)
+        dx = dx - dm_up
+        dx.scatter_add_(1, s_star, dm_up)
+        di.scatter_add_(1, s_star, dm)
+        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), di, db, dx, None
+
+
+def mlstm_bidirectional(q, k, v, i, f, eps: float = EPS) -> torch.Tensor:
+    """Native bidirectional mLSTM in linear memory (Triton). q, k, v (..., S, DH); i, f (..., S) -> h like q.
+
+    Same math as `mlstm_bidirectional_ref`; gradients for q, k, v, i and f.
+    """
+    lead, (S, DH) = q.shape[:-2], q.shape[-2:]
+    lf = F.logsigmoid(f.float())
+    b = lf.cumsum(-1)
+    x = b - lf
+    flat = lambda t, *tail: t.reshape(-1, S, *tail)  # noqa: E731
+    h = _MLSTMBidirectional.apply(flat(q, DH), flat(k, DH), flat(v, DH), flat(i.float()), flat(b), flat(x), eps)
+    return h.reshape(*lead, S, DH)

@@ -1,0 +1,105 @@
+"""The native bidirectional mLSTM kernel against its quadratic reference: outputs and all input gradients."""
+import math
+
+import pytest
+import torch
+
+import kernels
+from kernels.mlstm_bidirectional import mlstm_bidirectional, mlstm_bidirectional_ref
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# (B, NH, S, DH): lengths that are and are not multiples of the tile (16..64), head dims 16..64 on CPU
+SHAPES_CPU = [(1, 2, 37, 16), (2, 1, 64, 32), (1, 1, 5, 16), (1, 1, 70, 24)]
+SHAPES_GPU = [(2, 4, 1000, 64), (1, 2, 4097, 128), (1, 2, 300, 256)]
+SHAPES = SHAPES_GPU if DEVICE == "cuda" else SHAPES_CPU
+TOL = {torch.float32: dict(atol=2e-4, rtol=2e-4), torch.float64: dict(atol=1e-9, rtol=1e-9),
+       torch.bfloat16: dict(atol=3e-2, rtol=3e-2)}
+
+
+def _inputs(shape, dtype, seed=0, gate_scale=3.0):
+    g = torch.Generator().manual_seed(seed)
+    B, NH, S, DH = shape
+    q, k, v = (torch.randn(B, NH, S, DH, generator=g) for _ in range(3))
+    i = torch.randn(B, NH, S, generator=g) * gate_scale
+    f = torch.randn(B, NH, S, generator=g) * gate_scale + 2.0
+    return [t.to(DEVICE, dtype).requires_grad_() for t in (q, k, v, i, f)]
+
+
+def _run(fn, inputs, dh):
+    h = fn(*inputs)
+    grads = torch.autograd.grad(h, inputs, dh)
+    return h, grads
+
+
+def test_kernels_package_is_ours():
+    assert kernels.__file__.endswith("kernels/__init__.py") and "dnax" in kernels.__doc__
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_kernel_equals_reference_outputs_and_gradients(shape, dtype):
+    inputs = _inputs(shape, dtype)
+    dh = torch.randn(shape, generator=torch.Generator().manual_seed(1)).to(DEVICE, dtype)
+    # the reference in fp64 from the same (rounded) inputs: the kernel computes in fp32
+    ref_inputs = [t.detach().double().requires_grad_() for t in inputs]
+    h_ref, g_ref = _run(mlstm_bidirectional_ref, ref_inputs, dh.double())
+    h, g = _run(mlstm_bidirectional, inputs, dh)
+    assert h.dtype == dtype and all(a.dtype == dtype for a in g)
+    tol = TOL[dtype]
+    torch.testing.assert_close(h.double(), h_ref, **tol)
+    for name, a, b in zip("qkvif", g, g_ref):
+        scale = b.abs().max().item() or 1.0  # gradients span magnitudes: compare relative to their largest entry
+        err = (a.double() - b).abs().max().item() / scale
+        assert err < tol["rtol"] * 10, f"d{name}: max error {err:.2e} relative to max |grad| {scale:.2e}"
+
+
+def test_stabiliser_gradient_is_included():
+    """With large input gates (exp(-m) << eps) and small q.k, the normaliser is ~ eps and h depends on the row
+    max m through eps: d h / d m = -h eps / n is then a large part of the gradients of i and f."""
+    shape = (1, 1, 33, 16)
+    inputs = _inputs(shape, torch.float32, seed=3)
+    with torch.no_grad():
+        inputs[0].mul_(1e-4)  # |den| ~ 1e-5
+        inputs[3].add_(14.0)  # exp(-m) ~ 1e-7
+    ref_inputs = [t.detach().double().requires_grad_() for t in inputs]
+    dh = torch.randn(shape, generator=torch.Generator().manual_seed(2)).to(DEVICE)
+    _, g_ref = _run(mlstm_bidirectional_ref, ref_inputs, dh.double())
+    _, g = _run(mlstm_bidirectional, inputs, dh)
+    for name, a, b in zip("qkvif", g, g_ref):
+        err = (a.double() - b).abs().max().item() / (b.abs().max().item() or 1.0)
+        assert err < 1e-3, f"d{name}: {err:.2e}"
+
+
+def test_matches_the_model_backends_reference_form():
+    from dnax.models.layers.mlstm import mlstm_bidirectional_parallel
+
+    inputs = [t.detach() for t in _inputs((1, 2, 21, 16), torch.float32, seed=5)]
+    torch.testing.assert_close(mlstm_bidirectional(*inputs), mlstm_bidirectional_parallel(*inputs),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_model_backend_wrapper_runs_the_kernel():
+    from dnax.models.layers.mlstm import mlstm_backend_fn, mlstm_bidirectional_chunkwise, mlstm_bidirectional_kernel
+
+    inputs = [t.detach() for t in _inputs((2, 1, 19, 16), torch.float32, seed=6)]
+    torch.testing.assert_close(mlstm_bidirectional_kernel(*inputs), mlstm_bidirectional_chunkwise(*inputs),
+                               atol=1e-5, rtol=1e-5)
+    assert mlstm_backend_fn("auto", True, torch.device("cuda")) is mlstm_bidirectional_kernel
+    assert mlstm_backend_fn("parallel", True, torch.device("cuda")) is not mlstm_bidirectional_kernel
+
+
+def test_head_dim_above_256_is_refused():
+    q = torch.zeros(1, 1, 4, 272, device=DEVICE)
+    i = torch.zeros(1, 1, 4, device=DEVICE)
+    with pytest.raises(ValueError, match="head dim 272"):
+        mlstm_bidirectional(q, q, q, i, i)
+
+
+def test_reference_is_non_causal_and_normalised():
+    """Sanity of the reference itself: every position sees the future; with equal keys and values h = v."""
+    q, k, v, i, f = (t.detach().double() for t in _inputs((1, 1, 9, 16), torch.float32))
+    h = mlstm_bidirectional_ref(q, k, v, i, f)
+    v2 = v.clone()
+    v2[..., -1, :] += 1.0
+    assert (mlstm_bidirectional_ref(q, k, v2, i, f) - h)[..., 0, :].abs().max() > 0
+    assert math.isfinite(h.abs().max().item())
