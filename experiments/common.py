@@ -124,7 +124,11 @@ def use_sample_data(cfg: fdl.Buildable, *, steps: int = SAMPLE_STEPS, batch: int
                     eval_windows: int = SAMPLE_EVAL_WINDOWS) -> None:
     """Bundled chrX sample (train: first 3.5 Mbp, validation: last 0.5 Mbp), CPU fp32, a short schedule."""
     fiddlers.cpu(cfg)
-    _use_data(cfg, fdl.Config(sample_mds, seq_len=cfg.train_dataloader.remote.seq_len))
+    remote = cfg.train_dataloader.remote
+    data = fdl.Config(sample_mds, seq_len=remote.seq_len)
+    for tag in fdl.get_tags(remote, "seq_len"):  # keep the SeqLen tag, so `seq_len(n)` still reaches the data
+        fdl.add_tag(data, "seq_len", tag)
+    _use_data(cfg, data)
     fiddlers.global_batch(cfg, batch)
     fiddlers.steps(cfg, steps)
     cfg.eval_dataloader.max_windows = eval_windows
