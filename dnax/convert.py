@@ -3,12 +3,17 @@
 A reference run folder, as released (e.g. `checkpoints/context_1k/<run_name>/`):
 
     <run>/model_config.json            {"config": {"_target_": "...xLSTMConfig" | "...CaduceusConfig", ...}}
-    <run>/checkpoints/test/loss.ckpt   Lightning checkpoint, weights under `model.backbone.`
+    <run>/checkpoints/test/loss.ckpt   Lightning checkpoint, weights under `model.backbone.` (xLSTM) or
+                                       `model.` (Caduceus: `model.caduceus.backbone.*`, `model.lm_head.*`)
+
+or a Hugging Face Caduceus directory (`config.json` with `model_type: caduceus` + `model.safetensors`, the tied
+copies dropped; they are re-tied).
 
 Python:
 
     from dnax.convert import load_reference
     model = load_reference("checkpoints/context_1k/<run_name>")      # or the .ckpt path itself
+    model = load_reference("<hf_dir>")  # an HF Caduceus directory: config.json + model.safetensors (= load_hf)
 
 CLI:
 
@@ -16,7 +21,7 @@ CLI:
     python -m dnax.convert check CASE_DIR            # one conformance case (shared/conformance/<case>)
 
 Exit codes: 0 ok; 1 `check` above tolerance; 2 bad input (missing files, not a checkpoint, weights that do not fit
-the model); 3 model family not implemented in dnax (Caduceus).
+the model); 3 model family not implemented in dnax.
 """
 from __future__ import annotations
 
@@ -32,7 +37,9 @@ from torch import nn
 
 from dnax.pretrained import save_pretrained
 
-PREFIX = "model.backbone."
+PREFIX = "model.backbone."  # xLSTM
+PREFIXES = {"xlstm": PREFIX, "caduceus": "model."}  # stripped from the Lightning keys, per family
+HF_CONFIG, HF_WEIGHTS = "config.json", "model.safetensors"
 CKPT_IN_RUN = Path("checkpoints") / "test" / "loss.ckpt"
 DEFAULT_TOLERANCE = 1e-5
 
@@ -59,6 +66,10 @@ class WeightMismatchError(ConversionError):
 
 
 # ---------------------------------------------------------------------------------------------- locating files
+
+def _is_hf_dir(p: Path) -> bool:
+    return p.is_dir() and (p / HF_CONFIG).is_file() and (p / HF_WEIGHTS).is_file() and not (p / CKPT_IN_RUN).exists()
+
 
 def _resolve(run_dir_or_ckpt: str | Path, model_config: dict | str | Path | None) -> tuple[Path, dict]:
     p = Path(run_dir_or_ckpt)
@@ -87,24 +98,33 @@ def _resolve(run_dir_or_ckpt: str | Path, model_config: dict | str | Path | None
 
 # ---------------------------------------------------------------------------------------------- building
 
+def reference_family(model_config: dict[str, Any]) -> str:
+    """"xlstm" or "caduceus" from a reference config's `_target_` (or an HF config's `model_type`)."""
+    inner = model_config.get("config", model_config)
+    target = str(inner.get("_target_", "") or inner.get("model_type", ""))
+    for family in ("xlstm", "caduceus"):
+        if family in target.lower():
+            return family
+    raise ConversionError(f"unknown reference model _target_ {target!r} (expected an xLSTMConfig or "
+                          "CaduceusConfig)")
+
+
 def build_from_reference_config(model_config: dict[str, Any], **overrides: Any) -> nn.Module:
     """A dnax backbone (random init, constructor kwargs recorded for `save_pretrained`) for a reference config."""
-    inner = model_config.get("config", model_config)
-    target = str(inner.get("_target_", ""))
-    short = target.rsplit(".", 1)[-1]
-    if "xlstm" in target.lower():
+    family = reference_family(model_config)
+    if family == "xlstm":
         from dnax.models.backbones.xlstm import XLSTMLM
 
         try:
             return XLSTMLM.from_reference_config(model_config, **overrides)
         except TypeError as e:  # unknown config key
             raise ConversionError(f"xLSTM config not understood: {e}") from None
-    if "caduceus" in target.lower():
-        raise NotImplementedError(
-            f"reference model {short!r} ({target}) needs the Caduceus backbone, which dnax does not have yet "
-            "(expected as dnax.models.backbones.caduceus); only xLSTM runs can be loaded")
-    raise ConversionError(f"unknown reference model _target_ {target!r} (expected an xLSTMConfig or "
-                          "CaduceusConfig)")
+    from dnax.models.backbones.caduceus import CaduceusLM
+
+    try:
+        return CaduceusLM.from_reference_config(model_config, **overrides)
+    except TypeError as e:
+        raise ConversionError(f"Caduceus config not understood: {e}") from None
 
 
 def _read_state_dict(ckpt: Path) -> dict[str, torch.Tensor]:
@@ -139,19 +159,51 @@ def load_reference(run_dir_or_ckpt: str | Path, model_config: dict | str | Path 
                    **overrides: Any) -> nn.Module:
     """Build the dnax backbone for a reference run and load its weights; returns it in eval mode, fp32.
 
-    `run_dir_or_ckpt`: the run folder (`model_config.json` + `checkpoints/test/loss.ckpt`) or the `.ckpt` file.
+    `run_dir_or_ckpt`: the run folder (`model_config.json` + `checkpoints/test/loss.ckpt`), the `.ckpt` file, or
+    a Hugging Face Caduceus directory (see `load_hf`).
     `model_config`: the config dict or a path to it (default: the run's `model_config.json`).
     `overrides`: constructor kwargs that replace config entries (e.g. `m_backend="auto"`).
 
     Raises `ConversionError` for bad input, `WeightMismatchError` (a ConversionError) when keys are missing,
-    unexpected or mis-shaped (keys are the checkpoint's without `model.backbone.`; others count as unexpected),
-    `NotImplementedError` for Caduceus runs.
+    unexpected or mis-shaped (keys are the checkpoint's without `model.backbone.` for xLSTM, without `model.` for
+    Caduceus; others count as unexpected). Tied parameters (Caduceus) must be present under every name.
     """
+    if model_config is None and _is_hf_dir(Path(run_dir_or_ckpt)):
+        return load_hf(run_dir_or_ckpt, **overrides)
     ckpt, config = _resolve(run_dir_or_ckpt, model_config)
     model = build_from_reference_config(config, **overrides)
+    prefix = PREFIXES[reference_family(config)]
     sd = _read_state_dict(ckpt)
-    sd = {(k[len(PREFIX):] if k.startswith(PREFIX) else k): v for k, v in sd.items()}
+    sd = {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in sd.items()}
     load_weights_checked(model, sd, source=str(ckpt))
+    return model.float().eval()
+
+
+def load_hf(directory: str | Path, **overrides: Any) -> nn.Module:
+    """A Hugging Face Caduceus directory (`CaduceusForMaskedLM.save_pretrained`: `config.json` with `vocab_size`
+    already padded and string-keyed `complement_map`, `model.safetensors` without the tied copies) -> `CaduceusLM`
+    in eval mode, fp32. Tied weights are re-tied; other missing / unexpected keys raise `WeightMismatchError`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from dnax.models.backbones.caduceus import complete_tied_keys
+
+    d = Path(directory)
+    for p in (d / HF_CONFIG, d / HF_WEIGHTS):
+        if not p.is_file():
+            raise ConversionError(f"{p}: not found (expected a Hugging Face directory)")
+    try:
+        config = json.loads((d / HF_CONFIG).read_text())
+    except json.JSONDecodeError as e:
+        raise ConversionError(f"{d / HF_CONFIG}: not JSON ({e})") from None
+    if reference_family(config) != "caduceus":
+        raise ConversionError(f"{d / HF_CONFIG}: model_type {config.get('model_type')!r} is not caduceus")
+    model = build_from_reference_config(config, **overrides)
+    try:
+        sd = load_file(str(d / HF_WEIGHTS))
+    except (SafetensorError, OSError) as e:
+        raise ConversionError(f"{d / HF_WEIGHTS}: not a readable safetensors file ({e})") from None
+    load_weights_checked(model, complete_tied_keys(model, sd), source=str(d / HF_WEIGHTS))
     return model.float().eval()
 
 
