@@ -38,7 +38,7 @@ from torch import nn
 from dnax.pretrained import save_pretrained
 
 PREFIX = "model.backbone."  # xLSTM
-PREFIXES = {"xlstm": PREFIX, "caduceus": "model."}  # stripped from the Lightning keys, per family
+PREFIXES = {"xlstm": PREFIX, "caduceus": "model.", "llama": PREFIX}  # stripped from the Lightning keys, per family
 HF_CONFIG, HF_WEIGHTS = "config.json", "model.safetensors"
 CKPT_IN_RUN = Path("checkpoints") / "test" / "loss.ckpt"
 DEFAULT_TOLERANCE = 1e-5
@@ -99,14 +99,15 @@ def _resolve(run_dir_or_ckpt: str | Path, model_config: dict | str | Path | None
 # ---------------------------------------------------------------------------------------------- building
 
 def reference_family(model_config: dict[str, Any]) -> str:
-    """"xlstm" or "caduceus" from a reference config's `_target_` (or an HF config's `model_type`)."""
+    """"xlstm", "caduceus" or "llama" (Transformer++, `models.llama.TransformerConfig`) from a reference config's
+    `_target_` (or an HF config's `model_type`)."""
     inner = model_config.get("config", model_config)
     target = str(inner.get("_target_", "") or inner.get("model_type", ""))
-    for family in ("xlstm", "caduceus"):
+    for family in ("xlstm", "caduceus", "llama"):
         if family in target.lower():
             return family
-    raise ConversionError(f"unknown reference model _target_ {target!r} (expected an xLSTMConfig or "
-                          "CaduceusConfig)")
+    raise ConversionError(f"unknown reference model _target_ {target!r} (expected an xLSTMConfig, "
+                          "CaduceusConfig or llama TransformerConfig)")
 
 
 def build_from_reference_config(model_config: dict[str, Any], **overrides: Any) -> nn.Module:
@@ -119,6 +120,13 @@ def build_from_reference_config(model_config: dict[str, Any], **overrides: Any) 
             return XLSTMLM.from_reference_config(model_config, **overrides)
         except TypeError as e:  # unknown config key
             raise ConversionError(f"xLSTM config not understood: {e}") from None
+    if family == "llama":
+        from dnax.models.backbones.transformer_pp import TransformerPPLM
+
+        try:
+            return TransformerPPLM.from_reference_config(model_config, **overrides)
+        except TypeError as e:
+            raise ConversionError(f"Transformer++ (llama) config not understood: {e}") from None
     from dnax.models.backbones.caduceus import CaduceusLM
 
     try:

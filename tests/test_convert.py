@@ -110,6 +110,25 @@ def test_caduceus_run_loads_and_passes_check():  # Caduceus keys carry only `mod
     assert main(["check", str(CONFORMANCE / "caduceus_ps")]) == 0
 
 
+def test_transformer_pp_run_in_reference_layout_loads(tmp_path):
+    """A DNA-xLSTM llama run (models.llama.TransformerConfig, weights under model.backbone.) loads exactly."""
+    from dnax.models.backbones.transformer_pp import TransformerPPLM
+
+    config = {"_target_": "models.llama.TransformerConfig", "d_model": 32, "n_layer": 2, "n_heads": 4,
+              "n_kv_heads": 2, "vocab_size": 12, "hidden_dim": None, "multiple_of": 8, "norm_eps": 1e-5,
+              "max_length": 64, "dropout": 0.0, "bidirectional": True}
+    torch.manual_seed(0)
+    ref = TransformerPPLM.from_reference_config(config)
+    run = tmp_path / "llama_run"
+    (run / CKPT.parent).mkdir(parents=True)
+    (run / "model_config.json").write_text(json.dumps({"config": config}))
+    torch.save({"state_dict": {PREFIX + k: v for k, v in ref.state_dict().items()}}, run / CKPT)
+    model = load_reference(run)
+    assert type(model) is TransformerPPLM and init_kwargs(model)["n_kv_heads"] == 2
+    ids = torch.randint(7, 12, (2, 40))
+    torch.testing.assert_close(model(ids), ref.eval()(ids), rtol=0, atol=0)
+
+
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
     assert main(["check", str(tmp_path / "nope")]) == 2
     run = tmp_path / "run"
