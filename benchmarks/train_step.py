@@ -1,4 +1,5 @@
-"""Train-step throughput (tokens/s) and peak memory of the paper's xLSTM configurations.
+"""Train-step throughput (tokens/s) and peak memory of the paper's xLSTM configurations and of every other backbone
+(Mamba, Caduceus PH/PS, Transformer++, HyenaDNA at the sizes their hg38 experiments train).
 
     python -m benchmarks.train_step                       # CPU, 1k: every mode, dnax and reference emulation
     python -m benchmarks.train_step --device cuda --length 32768 --batch 4 --dtype bf16
@@ -36,6 +37,15 @@ MODES = {
     "alternating": dict(bidirectional=True, bidirectional_alternating=True),
     "slstm": dict(bidirectional=False, s_lstm_at=[0, 1, 2, 3]),
 }
+#: the other backbones at their paper configuration, built from the experiment that trains them
+EXPERIMENT_BACKBONES = {
+    "mamba": "experiments.hg38_mamba.hg38_mamba",
+    "caduceus_ph": "experiments.hg38_caduceus.hg38_caduceus_ph",
+    "caduceus_ps": "experiments.hg38_caduceus.hg38_caduceus_ps",
+    "transformer_pp": "experiments.hg38_transformer_pp.hg38_transformer_pp",
+    "hyena": "experiments.hg38_hyena.hg38_hyena",
+}
+ALL_MODES = [*MODES, *EXPERIMENT_BACKBONES]
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -70,9 +80,25 @@ def _reference_slstm_lm():
     return ReferenceSLSTM()
 
 
+def _experiment_backbone(path: str, length: int):
+    """The backbone of a registered experiment, at context `length` (the experiment's own sizes otherwise)."""
+    import importlib
+
+    import fiddle as fdl
+
+    from dnax import fiddlers
+
+    module, name = path.rsplit(".", 1)
+    cfg = getattr(importlib.import_module(module), name)()
+    fiddlers.seq_len(cfg, length)
+    return fdl.build(cfg.model.backbone)
+
+
 def build_model(mode: str, reference: bool, length: int):
     from dnax.models.backbones.xlstm import XLSTMLM
 
+    if mode in EXPERIMENT_BACKBONES:
+        return _experiment_backbone(EXPERIMENT_BACKBONES[mode], length)
     if reference and mode == "slstm":
         return _reference_slstm_lm()
     backend = dict(m_backend="parallel", gradient_checkpointing=True) if reference else {}
@@ -87,7 +113,7 @@ def measure(mode: str, reference: bool, device: str, dtype: str, batch: int, len
     model = build_model(mode, reference, length).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     ids = torch.randint(7, 11, (batch, length), device=device)
-    targets = torch.randint(7, 11, (batch, length), device=device)
+    targets = torch.randint(7, 11, (batch, length), device=device)  # the padded vocabularies' extra ids never occur
     autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=dtype == "bf16")
 
     def step():
@@ -113,7 +139,9 @@ def measure(mode: str, reference: bool, device: str, dtype: str, batch: int, len
     median = sorted(times)[len(times) // 2]
     peak = (torch.cuda.max_memory_allocated() / 2**30 if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+    params = sum(p.numel() for p in model.parameters())
     return dict(mode=mode, implementation="reference emulation" if reference else "dnax", device=device,
+                params=params,
                 dtype=dtype, batch=batch, length=length, steps=steps, step_s_median=round(median, 4),
                 tokens_per_s=round(batch * length / median), peak_mem_gib=round(peak, 3),
                 peak_mem_kind="torch.cuda.max_memory_allocated" if device == "cuda" else "process max RSS",
@@ -139,16 +167,18 @@ def write_results(rows: list[dict], env: dict, stem: str) -> Path:
         fresh = {key(r) for r in rows}
         kept = [dict(r, measured=r.get("measured", "earlier run"))
                 for r in json.loads(previous.read_text())["results"] if key(r) not in fresh]
-        order = list(MODES)
+        order = ALL_MODES
         rows = sorted(kept + rows, key=lambda r: (order.index(r["mode"]) if r["mode"] in order else 99,
                                                    r["implementation"]))
     payload = json.dumps({"environment": env, "results": rows}, indent=2)
     lines = [f"Train step, {env.get('gpu', env['cpu'])}, torch {env['torch']}, {env['date']}", "",
-             "| mode | implementation | batch x length | dtype | tokens/s | step (s) | peak memory (GiB) | load |",
-             "|---|---|---|---|---:|---:|---:|---:|"]
+             "| mode | implementation | parameters | batch x length | dtype | tokens/s | step (s) | peak memory (GiB) "
+             "| load |", "|---|---|---:|---|---|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['mode']} | {r['implementation']} | {r['batch']} x {r['length']} | {r['dtype']} | "
-                     f"{r['tokens_per_s']:,} | {r['step_s_median']} | {r['peak_mem_gib']} | {r['load_avg_1min']} |")
+        params = f"{r['params']:,}" if "params" in r else ""
+        lines.append(f"| {r['mode']} | {r['implementation']} | {params} | {r['batch']} x {r['length']} | "
+                     f"{r['dtype']} | {r['tokens_per_s']:,} | {r['step_s_median']} | {r['peak_mem_gib']} | "
+                     f"{r['load_avg_1min']} |")
     atomic_write_text(RESULTS / f"{stem}.json", payload)
     atomic_write_text(RESULTS / f"{stem}.md", "\n".join(lines) + "\n")
     return RESULTS / f"{stem}.md"
@@ -156,7 +186,8 @@ def write_results(rows: list[dict], env: dict, stem: str) -> Path:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mode", choices=list(MODES), action="append", help="default: all modes")
+    p.add_argument("--mode", choices=ALL_MODES, action="append",
+                   help="default: every xLSTM mode and every other backbone")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--batch", type=int, default=4)
@@ -171,8 +202,9 @@ def main(argv=None) -> None:
                                  args.steps)))
         return
     rows = []
-    for mode in args.mode or list(MODES):
-        for reference in (False,) if args.no_reference else (False, True):
+    for mode in args.mode or ALL_MODES:
+        has_reference = mode in MODES and not args.no_reference  # reference emulation exists for xLSTM modes
+        for reference in (False, True) if has_reference else (False,):
             cmd = [sys.executable, "-m", "benchmarks.train_step", "--single", "--mode", mode, "--device",
                    args.device, "--dtype", args.dtype, "--batch", str(args.batch), "--length", str(args.length),
                    "--steps", str(1 if reference else args.steps)] + (["--reference"] if reference else [])
