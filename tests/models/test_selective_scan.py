@@ -1,4 +1,5 @@
-"""dnax's chunked selective scan against mamba_ssm's `selective_scan_ref` (forward, last state, gradients)."""
+"""dnax's selective scan (hand-written backward) against mamba_ssm's `selective_scan_ref` and an fp64 recurrence:
+forward, last state and every input gradient, over B/C layouts, groups, ragged chunks, dtypes and memory layouts."""
 import importlib.util
 import sys
 import types
@@ -74,7 +75,7 @@ def run(fn, inputs, **kw):
     loss = (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)).sum()
     if last is not None:
         loss = loss + (last.to(out.dtype) ** 2).sum()
-    tensors = {k: v for k, v in inputs.items() if v is not None}
+    tensors = {k: v for k, v in inputs.items() if v is not None and v.requires_grad}
     grads = torch.autograd.grad(loss, list(tensors.values()))
     return out, last, dict(zip(tensors, grads))
 
@@ -117,8 +118,9 @@ def test_matches_recurrence_fp64(L, bs, cs, wD, wz, wb, sp, last, chunk):
     check(res, run(ref_fp64, inputs, **kw), TOL64, TOL64)
 
 
-def test_large_decays_split_chunks_without_overflow():
-    """|delta * A| sums to ~1e3 inside a chunk: the factored exp would overflow, the chunk is split instead."""
+def test_large_decays_stay_finite():
+    """|delta * A| sums to ~1e3 inside a chunk (a log-space factorisation would overflow); the step recurrence does
+    not."""
     inputs = make_inputs(40, "var", "var", True, False, False, torch.float32, seed=1)
     with torch.no_grad():
         inputs["delta"].abs_().mul_(20)
@@ -136,6 +138,68 @@ def test_bf16_inputs_compute_in_fp32():
     assert out.dtype == torch.bfloat16 and last.dtype == torch.float32
     torch.testing.assert_close(out, ref, atol=2e-2, rtol=2e-2)  # both fp32 inside; the output is rounded to bf16
     torch.testing.assert_close(last, ref_last, **TOL32)
+
+
+def test_bf16_gradients_match_reference():
+    """bf16 leaves: the gradients come back in bf16, from fp32 work on both sides."""
+    inputs = make_inputs(21, "var", "var", True, True, True, torch.float32, seed=4)
+    inputs = {k: v.detach().bfloat16().requires_grad_() for k, v in inputs.items()}
+    ours, ref = run(selective_scan, inputs, delta_softplus=True, chunk_size=8), run(selective_scan_ref, inputs,
+                                                                                  delta_softplus=True)
+    assert all(g.dtype == torch.bfloat16 for g in ours[2].values())
+    check(ours, ref, dict(atol=2e-2, rtol=2e-2), dict(atol=5e-2, rtol=2e-2))
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 10, 11, 1000])
+def test_chunk_size_does_not_change_results(chunk):
+    """The chunk is only the unit of recomputation: every size (one step, ragged, exactly L, longer than L) gives
+    the fp64 recurrence."""
+    inputs = make_inputs(10, "var", "group", True, True, True, torch.float64, seed=5)
+    kw = dict(delta_softplus=True, return_last_state=True)
+    check(run(selective_scan, inputs, chunk_size=chunk, **kw), run(ref_fp64, inputs, **kw), TOL64, TOL64)
+
+
+def test_strided_inputs_as_the_mamba_layer_passes_them():
+    """u, delta, z as (B, D, L) views of (B, L, D) tensors and B, C as views of (B, L, N): same values and grads."""
+    inputs = make_inputs(19, "var", "var", True, True, True, torch.float64, seed=6)
+    strided = {k: (v.detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_() if v.dim() == 3 else v)
+               for k, v in inputs.items()}
+    assert not strided["u"].is_contiguous()
+    kw = dict(delta_softplus=True, return_last_state=True, chunk_size=4)
+    check(run(selective_scan, strided, **kw), run(selective_scan, inputs, **kw), TOL64, TOL64)
+
+
+def test_gradients_of_frozen_inputs_are_skipped():
+    """A, B, C without requires_grad: the other gradients are unchanged."""
+    inputs = make_inputs(13, "var", "const", True, True, True, torch.float64, seed=7)
+    full = run(selective_scan, inputs, delta_softplus=True, chunk_size=4)[2]
+    for k in ("A", "B", "C"):
+        inputs[k] = inputs[k].detach()
+    part = run(selective_scan, inputs, delta_softplus=True, chunk_size=4)[2]
+    assert set(part) == {"u", "delta", "D", "z", "delta_bias"}
+    for k in part:
+        torch.testing.assert_close(part[k], full[k], **TOL64)
+
+
+def test_backward_keeps_one_state_per_chunk_not_all_states():
+    """Tensors saved for backward: the inputs plus one (B, D, N) state per chunk, far below the B * D * L * N of
+    every state (what autograd through the recurrence keeps)."""
+    b, dim, n, L, chunk = 2, 8, 16, 256, 32
+    g = torch.Generator().manual_seed(8)
+    inputs = dict(u=torch.randn(b, dim, L, generator=g), delta=torch.randn(b, dim, L, generator=g),
+                  A=-torch.rand(dim, n, generator=g), B=torch.randn(b, n, L, generator=g),
+                  C=torch.randn(b, n, L, generator=g), D=torch.randn(dim, generator=g),
+                  z=torch.randn(b, dim, L, generator=g), delta_bias=torch.randn(dim, generator=g))
+    inputs = {k: v.requires_grad_() for k, v in inputs.items()}
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        selective_scan(**inputs, delta_softplus=True, chunk_size=chunk)
+    input_numel = sum(v.numel() for v in inputs.values())
+    assert sum(saved) <= 3 * input_numel + b * dim * n * (L // chunk)
+    assert max(saved) <= max(v.numel() for v in inputs.values())  # no (B, D, L, N) tensor
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        selective_scan_ref(**inputs, delta_softplus=True)
+    assert max(saved) >= b * dim * n * L  # the reference keeps every state: the test can tell them apart
 
 
 def test_gradcheck_fp64():

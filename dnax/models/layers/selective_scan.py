@@ -1,21 +1,23 @@
-"""Chunked parallel selective scan (Mamba-1 S6) in plain PyTorch, for CPU (and any device without mamba's kernels).
+"""Selective scan (Mamba-1 S6) in plain PyTorch with a hand-written backward, for CPU (and any device without
+mamba's kernels).
 
 `selective_scan` has the signature and semantics of `mamba_ssm.ops.selective_scan_interface.selective_scan_ref`
-(real-valued A only), plus `chunk_size`. The reference loops over every time step; here the sequence is cut into
-chunks of length T and each chunk is computed in parallel, as in Mamba-2's SSD chunked algorithm but with a decay
-per channel and state (A is (D, N) instead of a scalar per head):
+(real-valued A only), plus `chunk_size`. The core runs the reference's recurrence itself, per channel d and state n,
 
-    dA_cumsum[t, n]  = sum_{r <= t} delta[r] * A[d, n]                  (within the chunk, log space)
-    E[t, s, n]       = exp(dA_cumsum[t, n] - dA_cumsum[s, n])  for s <= t, else 0   (always <= 1 for A <= 0)
-    y[t]             = sum_n C[t, n] * (sum_{s<=t} E[t, s, n] B[s, n] delta[s] u[s]  +  exp(dA_cumsum[t, n]) h0[n])
-    h_end[n]         = exp(dA_cumsum[T-1, n]) h0[n] + sum_s E[T-1, s, n] B[s, n] delta[s] u[s]
+    h[t] = a[t] * h[t-1] + B[t] * delta[t] * u[t],   a[t] = exp(delta[t] * A),   y[t] = sum_n C[t] * h[t],
 
-with h0 the state carried from the previous chunk (a Python loop over L / T chunks on (batch, D, N) states).
-The masked matrix is applied in factored form, exp(S[t]) * cumsum_s(exp(-S[s]) * ...), so a chunk costs O(T N)
-rather than O(T^2 N); a chunk whose |dA_cumsum| exceeds a safe range (30 in fp32, 200 in fp64) is halved
-recursively (down to single steps, the exact recurrence), so no factor overflows. Peak intermediates are
-chunk-local (batch, D, T, N); the whole-sequence (batch, D, L, N) tensor is never formed in forward (autograd
-keeps the chunk intermediates for backward, O(batch * D * L * N) in total, like the reference).
+one time step per in-place `addcmul_` over all (batch, D, N) at once, in a time-major layout (L, batch, G, D/G, N)
+so every step touches contiguous memory. Step by step it is the same arithmetic as the reference (no log-space
+factors, so no overflow and no range limit on delta * A). The sequence is cut into chunks of `chunk_size` steps:
+the forward keeps only the state entering each chunk, O(batch * D * N * L / T) memory; the backward walks the chunks
+in reverse, recomputes a chunk's a and h from its entry state, runs the adjoint recurrence
+
+    g[t] = C[t] * dy[t] + a[t+1] * g[t+1]     (g[L-1] = C[L-1] * dy[L-1] + d last_state)
+
+backwards in the same way, and contracts chunk-local tensors into the gradients:
+dC = sum_d dy h, dB = sum_d g delta u, d(delta u) = sum_n g B, and with w = g * a * h[t-1],
+dA = sum_t delta w, d delta += sum_n A w. Peak memory is a few chunk-local (T, batch, D, N) tensors. D, z gating,
+delta_bias and softplus are (batch, D, L) elementwise work left to autograd.
 
 Compute dtype: fp32 for fp16/bf16/fp32 inputs, fp64 for fp64 inputs (the reference always computes in fp32).
 The output has u's dtype; last_state is in the compute dtype (as the reference's, which is fp32).
@@ -24,10 +26,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 __all__ = ["selective_scan"]
 
-DEFAULT_CHUNK_SIZE = 64
+DEFAULT_CHUNK_SIZE = 32
 
 
 def _as_groups(X: torch.Tensor, batch: int, dim: int, name: str) -> torch.Tensor | None:
@@ -43,36 +46,158 @@ def _as_groups(X: torch.Tensor, batch: int, dim: int, name: str) -> torch.Tensor
     return X
 
 
-# Largest |dA_cumsum| allowed inside one chunk before it is split: exp(+-this) must neither overflow nor lose the
-# state (fp32 exp overflows at ~88.7; products of cumsum terms stay below ~1e26 * |B delta u|).
-_MAX_LOG_RANGE = {torch.float32: 30.0, torch.float64: 200.0}
+class _Buffers:
+    """Work tensors for one chunk, allocated once per call and reused by every chunk: `big` ones (T, b, G, H, N)
+    (h has T + 1 rows) with their per-step views (unbound once: indexing a tensor inside the step loop costs more
+    than the step's arithmetic), `small` ones (T, b, G, H), and ones(N)."""
+
+    def __init__(self, chunk, like, shape, big, small):
+        for name in big:
+            buf = like.new_empty((chunk + (name == "h"),) + shape)
+            setattr(self, name, buf)
+            setattr(self, name + "_steps", buf.unbind(0))
+        for name in small:
+            setattr(self, name, like.new_empty((chunk,) + shape[:-1]))
+        self.ones = like.new_ones(shape[-1])
 
 
-def _chunk(u, delta, A, Bc, Cc, h0):
-    """One chunk in log space. u, delta: (b, G, H, T); A: (G, H, N); Bc, Cc: (b, G, 1, T, N) or (1, G, H, 1, N);
-    h0: (b, G, H, N). Returns y (b, G, H, T) and the end state (b, G, H, N).
+def _chunk_states(buf, u, delta, A, Bc, h0):
+    """Fills buf.a[:T] with the decays exp(delta * A) and buf.h[:T+1] with the states (h[0] = h0, h[i+1] the state
+    after step i); returns both. u, delta: (T, b, G, H); A: (G, H, N); Bc: (T, b, G, 1, N) or (G, H, N)."""
+    T = u.shape[0]
+    a, h = buf.a[:T], buf.h[:T + 1]
+    torch.mul(delta.unsqueeze(-1), A, out=a).exp_()
+    h[0] = h0
+    torch.mul((delta * u).unsqueeze(-1), Bc, out=h[1:])
+    a_s, h_s = buf.a_steps, buf.h_steps
+    for i in range(T):
+        h_s[i + 1].addcmul_(a_s[i], h_s[i])
+    return a, h
 
-    states[t] = exp(S[t]) * (h0 + sum_{s<=t} exp(-S[s]) B[s] delta[s] u[s]),  S = cumsum(delta * A) within the chunk,
-    i.e. the masked matrix exp(S[t] - S[s]) of the SSD form, factored so that the chunk costs O(T N), not O(T^2 N).
-    Where |S| exceeds _MAX_LOG_RANGE somewhere in the chunk, the chunk is halved (down to single steps, which are
-    the exact recurrence), so the factors never overflow.
-    """
-    T = u.shape[-1]
-    dA = delta.unsqueeze(-1) * A.unsqueeze(-2)  # (b, G, H, T, N)
-    x = (delta * u).unsqueeze(-1)
-    if T == 1:
-        states = torch.exp(dA) * h0.unsqueeze(-2) + Bc * x
-        return (states * Cc).sum(-1), states[..., -1, :]
-    S = torch.cumsum(dA, dim=-2)
-    if S.detach().abs().max().item() > _MAX_LOG_RANGE[S.dtype]:
-        half = T // 2
-        B1, B2 = (Bc[..., :half, :], Bc[..., half:, :]) if Bc.shape[-2] > 1 else (Bc, Bc)
-        C1, C2 = (Cc[..., :half, :], Cc[..., half:, :]) if Cc.shape[-2] > 1 else (Cc, Cc)
-        y1, h = _chunk(u[..., :half], delta[..., :half], A, B1, C1, h0)
-        y2, h = _chunk(u[..., half:], delta[..., half:], A, B2, C2, h)
-        return torch.cat([y1, y2], dim=-1), h
-    states = torch.exp(S) * (h0.unsqueeze(-2) + torch.cumsum(torch.exp(-S) * (Bc * x), dim=-2))
-    return (states * Cc).sum(-1), states[..., -1, :]
+
+def _sum_n(x, X, buf, out):
+    """out (T, b, G, H), contiguous, = sum_n x * X for x (T, b, G, H, N) and a variable (T, b, G, 1, N) or constant
+    (G, H, N) X."""
+    T, b, G, H, N = x.shape
+    if X.dim() == 5:  # batched (1 x N) @ (N x H): one small matmul per (t, b, g)
+        torch.bmm(X.reshape(T * b * G, 1, N), x.reshape(T * b * G, H, N).transpose(1, 2),
+                  out=out.view(T * b * G, 1, H))
+    else:  # a reduction over a short last dim is slow; a matrix-vector product with ones is not
+        torch.mv(torch.mul(x, X, out=buf.tmp[:T]).view(-1, N), buf.ones, out=out.view(-1))
+    return out
+
+
+def _grad_BC(v, x, buf, variable):
+    """Gradient of a B/C from v (T, b, G, H) and x (T, b, G, H, N): sum over H per step for a variable one
+    ((T, b, G, 1, N)), over steps and batch for a constant one ((G, H, N))."""
+    T, b, G, H, N = x.shape
+    if variable:
+        return torch.bmm(v.reshape(T * b * G, 1, H), x.reshape(T * b * G, H, N)).view(T, b, G, 1, N)
+    return torch.mul(x, v.unsqueeze(-1), out=buf.tmp[:T]).sum((0, 1))
+
+
+class _Transpose(torch.autograd.Function):
+    """x (M, K) -> contiguous x.t(), backward likewise. torch copies a 2D transpose in cache blocks; autograd's
+    backward of x.t().contiguous() would hand back a transposed view, and elementwise work on that is slow."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.t().contiguous()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy):
+        return dy.t().contiguous()
+
+
+def _to_time_major(x):
+    """(..., L) -> contiguous (L, ...)."""
+    if x.is_contiguous():  # a generic permuted copy of this layout reads with stride L and is ~10x slower
+        return _Transpose.apply(x.view(-1, x.shape[-1])).view(x.shape[-1], *x.shape[:-1])
+    return x.permute(-1, *range(x.dim() - 1)).contiguous()
+
+
+def _from_time_major(yt, like):
+    """(L, b, G, H) contiguous -> (b, D, L) in the layout of `like` (contiguous) or else as a permuted view."""
+    L, b = yt.shape[:2]
+    if like.is_contiguous():
+        return _Transpose.apply(yt.view(L, -1)).view(b, -1, L)
+    return yt.view(L, b, -1).permute(1, 2, 0)
+
+
+class _ScanFn(torch.autograd.Function):
+    """(u, delta (L, b, G, H), A (G, H, N), B, C (L, b, G, 1, N) or (G, H, N), chunk) -> y (L, b, G, H), last state
+    (b, G, H, N); all contiguous. Saves the inputs and the state entering each chunk."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, chunk):
+        L, b, G, H = u.shape
+        N = A.shape[-1]
+        bv, cv = B.dim() == 5, C.dim() == 5
+        chunk = min(chunk, L)
+        buf = _Buffers(chunk, u, (b, G, H, N), big=("a", "h", "tmp"), small=())
+        y = torch.empty_like(u)
+        entry = u.new_empty(-(-L // chunk), b, G, H, N)  # the state entering each chunk
+        entry[0] = 0
+        for c, t0 in enumerate(range(0, L, chunk)):
+            t1 = min(t0 + chunk, L)
+            _, hs = _chunk_states(buf, u[t0:t1], delta[t0:t1], A, B[t0:t1] if bv else B, entry[c])
+            _sum_n(hs[1:], C[t0:t1] if cv else C, buf, y[t0:t1])
+            if c + 1 < len(entry):
+                entry[c + 1] = hs[-1]
+        ctx.save_for_backward(u, delta, A, B, C, entry)
+        ctx.chunk = chunk
+        return y, hs[-1].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy, dlast):
+        u, delta, A, B, C, entry = ctx.saved_tensors
+        chunk = ctx.chunk
+        L, b, G, H = u.shape
+        N = A.shape[-1]
+        bv, cv = B.dim() == 5, C.dim() == 5
+        need_A, need_B, need_C = ctx.needs_input_grad[2:5]
+        buf = _Buffers(chunk, u, (b, G, H, N), big=("a", "h", "g", "tmp"), small=("dx", "v"))
+        dy = dy.contiguous()
+        du, ddelta = torch.empty_like(u), torch.empty_like(delta)
+        dA = torch.zeros_like(A) if need_A else None
+        dB = (torch.empty_like(B) if bv else torch.zeros_like(B)) if need_B else None
+        dC = (torch.empty_like(C) if cv else torch.zeros_like(C)) if need_C else None
+        carry = dlast  # a[t1] * g[t1] from the chunk after (d last_state for the last chunk)
+        for c in reversed(range(len(entry))):
+            t0 = c * chunk
+            t1 = min(t0 + chunk, L)
+            T = t1 - t0
+            uc, dc, dyc = u[t0:t1], delta[t0:t1], dy[t0:t1]
+            Bc = B[t0:t1] if bv else B
+            Cc = C[t0:t1] if cv else C
+            a, hs = _chunk_states(buf, uc, dc, A, Bc, entry[c])
+            g = torch.mul(dyc.unsqueeze(-1), Cc, out=buf.g[:T])
+            g[-1] += carry
+            a_s, g_s = buf.a_steps, buf.g_steps
+            for i in range(T - 2, -1, -1):
+                g_s[i].addcmul_(a_s[i + 1], g_s[i + 1])
+            carry = a[0] * g[0]
+            if need_C:
+                dCc = _grad_BC(dyc, hs[1:], buf, cv)
+                if cv:
+                    dC[t0:t1] = dCc
+                else:
+                    dC += dCc
+            if need_B:
+                dBc = _grad_BC(dc * uc, g, buf, bv)
+                if bv:
+                    dB[t0:t1] = dBc
+                else:
+                    dB += dBc
+            dx = _sum_n(g, Bc, buf, buf.dx[:T])  # d(delta * u)
+            w = a.mul_(g).mul_(hs[:-1])  # g[t] * a[t] * h[t-1], in a's memory
+            torch.mul(dx, dc, out=du[t0:t1])
+            torch.addcmul(_sum_n(w, A, buf, buf.v[:T]), dx, uc, out=ddelta[t0:t1])
+            if need_A:
+                dA += torch.mul(w, dc.unsqueeze(-1), out=buf.tmp[:T]).sum((0, 1))
+        return du, ddelta, dA, dB, dC, None
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
@@ -82,15 +207,19 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     u, delta: (B, D, L); A: (D, N), real; B, C: (D, N), (B, N, L) or (B, G, N, L) with G dividing D (channel d
     uses group d // (D / G)); D: (D,); z: (B, D, L); delta_bias: (D,).
     out = (scan(u) + u * D) * silu(z), shape (B, D, L) in u's dtype; with return_last_state, (out, last_state) where
-    last_state is (B, D, N). chunk_size: the parallel chunk length T (any L works: the last chunk may be shorter).
+    last_state is (B, D, N). chunk_size: steps per chunk, the unit of recomputation in the backward (the forward
+    keeps one (B, D, N) state per chunk); any L works (the last chunk may be shorter). Results do not depend on it.
     """
     if A.is_complex() or (B.is_complex() or C.is_complex()):
-        raise NotImplementedError("dnax selective_scan supports real-valued A, B, C only (complex A is not implemented)")
+        raise NotImplementedError("dnax selective_scan supports real-valued A, B, C only "
+                                  "(complex A is not implemented)")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     dtype_in = u.dtype
     cdt = torch.float64 if dtype_in == torch.float64 else torch.float32
     batch, dim, L = u.shape
+    if L < 1:
+        raise ValueError(f"u must be (B, D, L) with L >= 1; got {tuple(u.shape)}")
     if A.dim() != 2 or A.shape[0] != dim:
         raise ValueError(f"A must be (D, N) with D={dim}; got {tuple(A.shape)}")
     N = A.shape[1]
@@ -112,31 +241,19 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     G = gb or gc or 1
     H = dim // G
 
-    def layout(X, Xv):  # -> (b, G, 1, L, N) for variable, (1, G, H, 1, N) for constant
+    def layout(X, Xv):  # -> (L, b, G, 1, N) for variable, (G, H, N) for constant
         if Xv is None:
-            return X.to(cdt).reshape(1, G, H, 1, N)
-        return Xv.to(cdt).transpose(-1, -2).unsqueeze(2)
+            return X.to(cdt).reshape(G, H, N)
+        return _to_time_major(Xv.to(cdt)).unsqueeze(3)
 
-    B5, C5 = layout(B, Bv), layout(C, Cv)
-    A3 = A.to(cdt).reshape(G, H, N)
-    u4 = u_c.reshape(batch, G, H, L)
-    d4 = delta.reshape(batch, G, H, L)
-
-    h = u4.new_zeros(batch, G, H, N)
-    ys = []
-    for t0 in range(0, L, chunk_size):
-        t1 = min(t0 + chunk_size, L)
-        Bc = B5[..., t0:t1, :] if Bv is not None else B5
-        Cc = C5[..., t0:t1, :] if Cv is not None else C5
-        args = (u4[..., t0:t1], d4[..., t0:t1], A3, Bc, Cc, h)
-        y, h = _chunk(*args)
-        ys.append(y)
-    out = torch.cat(ys, dim=-1).reshape(batch, dim, L)
+    u_t, delta_t = (_to_time_major(x).view(L, batch, G, H) for x in (u_c, delta))
+    y, last = _ScanFn.apply(u_t, delta_t, A.to(cdt).reshape(G, H, N), layout(B, Bv), layout(C, Cv), chunk_size)
+    out = _from_time_major(y, u_c)
     if D is not None:
         out = out + u_c * D.to(cdt)[:, None]
     if z is not None:
         out = out * F.silu(z.to(cdt))
     out = out.to(dtype_in)
     if return_last_state:
-        return out, h.reshape(batch, dim, N)
+        return out, last.reshape(batch, dim, N)
     return out
