@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -q
 STAMP := $(VENV)/.dnax-installed
+# the real S3 server the object-store tests (tests/s3) start on 127.0.0.1; needs Node.js (npm)
+S3RVER := .cache/s3rver/node_modules/.bin/s3rver
 
 .PHONY: install demo test bench clean-venv
 
@@ -22,8 +24,12 @@ $(STAMP): requirements/cpu.lock requirements/dev.lock pyproject.toml
 demo: $(STAMP)
 	$(PY) -m dnax.run experiments.hg38_xlstm sample
 
-test: $(STAMP)
+test: $(STAMP) $(S3RVER)
 	$(PY) -m pytest -q tests
+
+$(S3RVER):
+	@command -v npm >/dev/null || { echo "make test: the S3 tests need s3rver, installed with npm (Node.js): install nodejs and npm, or deselect them with pytest -m 'not s3'"; exit 1; }
+	npm install --prefix .cache/s3rver --no-audit --no-fund --loglevel=error s3rver@3.7.1
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run

@@ -56,6 +56,7 @@ from data_tools.windows import (
     parse_range,
     tile_windows,
 )
+from dnax.data.object_store import SHARD_HASH, ObjectStoreError, fetch_object
 from dnax.data.sources import cache_root, is_url
 
 MANIFEST = "dnax_mds.json"
@@ -339,7 +340,7 @@ def write_chrom(root: str, dirname: str, chrom_index: int, tokens: np.ndarray, w
         assert mds_encode(cols["tokens"], tokens[s0 : s0 + seq_len]) == tokens[s0 : s0 + seq_len].tobytes()
         assert mds_encode(cols["start"], s0) == start_bytes[:1].tobytes()
         with MDSWriter(out=os.path.join(root, split, dirname), columns=cols, compression=compression,
-                       size_limit=size_limit) as writer:
+                       size_limit=size_limit, hashes=[SHARD_HASH]) as writer:  # checked after each download
             for i, s in enumerate(starts.tolist()):
                 writer.write({"tokens": tokens[s : s + seq_len].tobytes(), "chrom_index": index_bytes,
                               "start": start_bytes[i : i + 1].tobytes()})
@@ -377,14 +378,15 @@ def _staging_dir(url: str) -> Path:
 
 
 def _read_remote_manifest(url: str) -> dict | None:
-    from streaming.base.storage import CloudDownloader
-
+    """The manifest at `url`, None if absent; InputError (one line) if the store cannot be read (unreachable,
+    credentials refused, no such bucket), before anything is converted."""
     with tempfile.TemporaryDirectory() as d:
         dest = os.path.join(d, MANIFEST)
         try:
-            CloudDownloader.direct_download(f"{url.rstrip('/')}/{MANIFEST}", dest, 60)
-        except Exception:  # absent (or unreachable: the upload below then reports the real error)
-            return None
+            if not fetch_object(f"{url.rstrip('/')}/{MANIFEST}", dest):
+                return None
+        except ObjectStoreError as e:
+            raise InputError(f"cannot write to {url}: {e}") from None
         with open(dest) as f:
             return json.load(f)
 

@@ -16,6 +16,7 @@ import hashlib
 import mmap
 import os
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dnax.data.object_store import ShardDownloadError, fetch_object, index_hash, list_prefixes, prepare_checked
 from dnax.data.sources import cache_root, is_url
 
 INDEX = "index.json"
@@ -221,7 +223,11 @@ def _define_window_dataset():
         is decompressed when its first sample is needed rather than just ahead; a shard file deleted behind a live
         mapping (only `evict_shard` or a user without `cache_limit`) is still read from the mapping (same bytes);
         without `cache_limit` the unused per-shard access times are not updated by mapped reads; a missing shard
-        read in place fails in the reading thread rather than as 'Background thread failed'.
+        read in place fails in the reading thread rather than as 'Background thread failed'; a shard that cannot be
+        downloaded (or arrives corrupt twice: `object_store.prepare_checked`) raises `ShardDownloadError` naming
+        it, where streaming ends the epoch early and silently, leaves the shard PREPARING (later reads of it wait
+        forever) and fails every later epoch with 'Background thread failed'; an epoch after such an error tries
+        the store again.
         """
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -232,6 +238,7 @@ def _define_window_dataset():
             # what streaming's `spanner[i]` finds (the last shard starting at or before i is the one holding it,
             # empty shards included), at a tenth of its cost
             self._dnax_bounds: list[int] = [0, *np.cumsum(self.samples_per_shard).tolist()]
+            self._dnax_failures: list[tuple[int, str]] = []  # this epoch's failed downloads: (thread, message)
 
         def reads_in_place(self) -> bool:
             """Whether every stream is read where it is (no remote, or remote == local: nothing is downloaded)."""
@@ -246,19 +253,43 @@ def _define_window_dataset():
 
         def prepare_shard(self, shard_id: int, blocking: bool = True) -> None:
             if self.cache_limit:
-                return super().prepare_shard(shard_id, blocking)
+                return self._dnax_prepare(shard_id, blocking)
             if shard_id in self._dnax_local and self._shard_states[shard_id] == _ShardState.LOCAL:
                 return None
-            super().prepare_shard(shard_id, blocking)
+            self._dnax_prepare(shard_id, blocking)
             # LOCAL after streaming's prepare_shard: the raw file is complete (its LOCAL branch decompresses a
             # missing raw; downloads and decompression write a temporary file and rename it)
             if self._shard_states[shard_id] == _ShardState.LOCAL:
                 self._dnax_local.add(shard_id)
             return None
 
+        def _dnax_prepare(self, shard_id: int, blocking: bool) -> None:
+            """streaming's `prepare_shard`; for downloaded shards checked (`object_store.prepare_checked`), and a
+            failure recorded for the epoch: streaming's download thread would end the epoch silently."""
+            if self.reads_in_place():
+                return super().prepare_shard(shard_id, blocking)
+            if self._dnax_failures:  # the epoch is stopping: no further downloads (and no second raising thread:
+                return None  # streaming's end of epoch waits for one of its two threads to exit normally)
+            try:
+                prepare_checked(self, shard_id, blocking, super().prepare_shard, self._dnax_fail)
+            except ShardDownloadError:
+                # only the first failing thread raises: streaming's download and ready threads may both be
+                # fetching this shard, and its end of epoch waits for one of them to return normally
+                if self._dnax_failures[0][0] == threading.get_ident():
+                    raise
+            return None
+
+        def _dnax_fail(self, message: str) -> None:
+            self._dnax_failures.append((threading.get_ident(), message))  # atomic: the first entry is the first
+            event = self.__dict__.get("_event")
+            if event is not None:
+                event.set()  # streaming's threads stop at their next step
+
         def get_item(self, sample_id: int, retry: int = 7) -> Any:
             event = self.__dict__.get("_event")  # as streaming: a failed background thread stops the reads
             if event is not None and event.is_set():
+                if self._dnax_failures:
+                    raise ShardDownloadError(self._dnax_failures[0][1])
                 raise RuntimeError("Background thread failed. Check other traceback.")
             bounds = self._dnax_bounds
             if 0 <= sample_id < bounds[-1]:  # else streaming's get_item raises streaming's IndexError
@@ -283,9 +314,20 @@ def _define_window_dataset():
             return sample
 
         def __iter__(self):
+            if self._dnax_failures:  # the previous epoch raised it; this one tries the store again
+                self._dnax_failures.clear()
+                event = self.__dict__.get("_event")
+                if event is not None:
+                    event.clear()
             if self.epochs_without_threads():
                 return self._iter_in_place()
-            return super().__iter__()
+            return self._iter_threaded()
+
+        def _iter_threaded(self):
+            # streaming's __iter__, which ends the epoch early and without an error when its download thread fails
+            yield from super().__iter__()
+            if self._dnax_failures:
+                raise ShardDownloadError(self._dnax_failures[0][1])
 
         def _iter_in_place(self):
             # streaming's __iter__ (0.13.0) without the executor, its event and the prepare/ready threads
@@ -311,7 +353,7 @@ def _define_window_dataset():
 
         def __getstate__(self) -> dict[str, Any]:
             state = self.__dict__.copy()  # mappings are per process: a spawned worker maps the shards again
-            state["_dnax_shards"], state["_dnax_local"] = {}, set()
+            state["_dnax_shards"], state["_dnax_local"], state["_dnax_failures"] = {}, set(), []
             return state
 
     WindowStreamingDataset.__module__ = __name__
@@ -338,8 +380,9 @@ def _worker_init(_worker_id: int) -> None:
         reset_stream_downloaders(info.dataset)
 
 
-def _read_index_samples(remote_split: str, local: str | None) -> int:
-    """Total samples of a split's merged index; FileNotFoundError (one line, how to prepare the data) if absent."""
+def _read_index(remote_split: str, local: str | None) -> dict:
+    """A split's merged `index.json`; FileNotFoundError (one line, how to prepare the data) if absent, and for an
+    object store `ObjectStoreError` (one line: unreachable, credentials refused, no such bucket)."""
     import json
 
     if not is_url(remote_split):
@@ -349,20 +392,19 @@ def _read_index_samples(remote_split: str, local: str | None) -> int:
             have = sorted(p.name for p in root.iterdir() if (p / INDEX).is_file()) if root.is_dir() else []
             found = f" (splits there: {', '.join(have)})" if have else ""
             raise FileNotFoundError(f"no MDS dataset at {remote_split}: {path} is missing{found}; {PREPARE_HINT}")
-        return sum(s["samples"] for s in json.loads(path.read_text())["shards"])
-    from streaming.base.storage import CloudDownloader
-
+        return json.loads(path.read_text())
     cached = Path(local) / INDEX if local else None
+    if cached is not None and cached.is_file():
+        return json.loads(cached.read_text())
+    url = f"{remote_split.rstrip('/')}/{INDEX}"
     with tempfile.TemporaryDirectory() as d:
-        dest = str(cached) if cached is not None and cached.is_file() else os.path.join(d, INDEX)
-        if dest != str(cached):
-            try:
-                CloudDownloader.direct_download(f"{remote_split.rstrip('/')}/{INDEX}", dest, 60)
-            except Exception as e:  # noqa: BLE001 - any backend error means the same to the user
-                msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-                raise FileNotFoundError(f"cannot read {remote_split}/{INDEX} ({msg}); {PREPARE_HINT}") from None
+        dest = os.path.join(d, INDEX)
+        if not fetch_object(url, dest):
+            have = list_prefixes(remote_split.rstrip("/").rsplit("/", 1)[0])
+            found = f" (splits there: {', '.join(have)})" if have else ""
+            raise FileNotFoundError(f"no MDS dataset at {remote_split}: {url} does not exist{found}; {PREPARE_HINT}")
         with open(dest) as f:
-            return sum(s["samples"] for s in json.load(f)["shards"])
+            return json.load(f)
 
 
 def build_pretrain_dataloader(
@@ -393,7 +435,10 @@ def build_pretrain_dataloader(
     fast_path: read with `WindowStreamingDataset` (the same samples, order and resumption as streaming, ~20x faster
         per window); False, or a streaming version it was not checked against (a warning), plain StreamingDataset.
     **streaming_kwargs: passed unchanged to `streaming.StreamingDataset` (e.g. `predownload`, `cache_limit`,
-        `num_canonical_nodes`, `shuffle_algo`); an unknown name raises there.
+        `num_canonical_nodes`, `shuffle_algo`, `download_retry`); an unknown name raises there. For a URL,
+        `validate_hash` defaults to the shard hash the converter wrote (`object_store.SHARD_HASH`), if any.
+    From an object store, a shard that cannot be downloaded (or arrives corrupt twice) raises
+    `object_store.ShardDownloadError` naming it (the fast path; plain streaming ends the epoch early instead).
     Each batch: {"input_ids" (B, seq_len), "chrom_index" (B,), "start" (B,)}, all int64.
     """
     from streaming import StreamingDataLoader
@@ -404,8 +449,11 @@ def build_pretrain_dataloader(
     url = is_url(remote_split)
     if url:
         local = local or default_cache_dir(remote_split)
-    total = _read_index_samples(remote_split, local)
+    index = _read_index(remote_split, local)
+    total = sum(s["samples"] for s in index["shards"])
     kwargs = dict(streaming_kwargs)
+    if url and "validate_hash" not in kwargs:  # check each download against the hash the converter wrote
+        kwargs["validate_hash"] = index_hash(index)
     if max_windows is not None:
         if max_windows <= 0:
             raise ValueError(f"max_windows must be positive, got {max_windows}")
@@ -420,7 +468,9 @@ def build_pretrain_dataloader(
     else:  # copied (downloaded) into `local` on demand
         dataset = dataset_class(remote=remote_split, local=local, batch_size=batch_size, shuffle=shuffle,
                                 shuffle_seed=seed, **kwargs)
-    loader_kwargs: dict[str, Any] = {}
+    # the loader's own generator: creating an iterator then draws its worker base seed from it, not from the global
+    # RNG, so the global random stream (MLM masks, RC flips) does not depend on when iterators are created (resume)
+    loader_kwargs: dict[str, Any] = {"generator": torch.Generator().manual_seed(seed)}
     if url and num_workers > 0:  # fork-shared object-store clients corrupt downloads (see reset_stream_downloaders)
         reset_stream_downloaders(dataset)
         loader_kwargs["worker_init_fn"] = _worker_init
