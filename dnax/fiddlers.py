@@ -11,10 +11,14 @@ import fiddle as fdl
 from dnax import tags
 
 
+class FiddlerError(ValueError):
+    """A fiddler refused its arguments or the config; the CLI prints it as one line."""
+
+
 def available() -> list[str]:
     return [n for n, v in globals().items()
             if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == __name__
-            and n != "available"]
+            and n != "available" and not isinstance(v, type)]
 
 
 def seq_len(cfg: fdl.Buildable, n: int) -> None:
@@ -56,6 +60,44 @@ def bf16(cfg: fdl.Buildable) -> None:
     cfg.trainer.precision = "amp_bf16"
 
 
-def fsdp(cfg: fdl.Buildable) -> None:
-    """Shard parameters, gradients and optimizer state with FSDP (FULL_SHARD)."""
-    cfg.trainer.parallelism_config = {"fsdp": {"sharding_strategy": "FULL_SHARD", "mixed_precision": "DEFAULT"}}
+def _runs_on_cpu(cfg: fdl.Buildable) -> bool:
+    """Whether the trainer will run on CPU: `device="cpu"`, or no device given and no GPU here (Composer's rule)."""
+    import torch
+
+    device = cfg.trainer.device
+    return device == "cpu" or (device is None and not torch.cuda.is_available())
+
+
+def fsdp(cfg: fdl.Buildable, version: int | None = None) -> None:
+    """Shard parameters, gradients and optimizer state over the processes (FULL_SHARD), with sharded checkpoints.
+
+    `version` None picks FSDP1 on GPU (Composer's default) and FSDP2 on CPU: Composer's FSDP1 needs CUDA, FSDP2
+    (`torch.distributed.fsdp.fully_shard`) runs over gloo. `fsdp(2)` forces FSDP2; `fsdp(1)` on CPU is refused.
+    Apply it after fiddlers that choose the device (`tiny fsdp`, `cpu fsdp`).
+    """
+    from composer.utils.parallelism import FSDP2Config
+
+    on_cpu = _runs_on_cpu(cfg)
+    version = (2 if on_cpu else 1) if version is None else int(version)
+    if version not in (1, 2):
+        raise FiddlerError(f"fsdp({version}): the FSDP version is 1 or 2")
+    if version == 1 and on_cpu:
+        raise FiddlerError("fsdp(1): Composer's FSDP1 needs CUDA; on CPU use `fsdp` or `fsdp(2)` (FSDP2 over gloo)")
+    if version == 2:
+        shard = fdl.Config(FSDP2Config, reshard_after_forward=True, state_dict_type="sharded")
+    else:
+        shard = {"sharding_strategy": "FULL_SHARD", "mixed_precision": "DEFAULT", "state_dict_type": "sharded"}
+    cfg.trainer.parallelism_config = {"fsdp": shard}
+
+
+def nan_guard(cfg: fdl.Buildable, action: str = "stop") -> None:
+    """Watch the training loss: on NaN/inf `stop` with the step and the windows, or `skip` that update
+    (`dnax.callbacks.NonFiniteLossGuard`)."""
+    from dnax.callbacks import NonFiniteLossGuard
+
+    if action not in ("stop", "skip"):
+        raise FiddlerError(f"nan_guard({action!r}): the action is 'stop' or 'skip'")
+    callbacks = [c for c in (cfg.trainer.callbacks or []) if c.__fn_or_cls__ is not NonFiniteLossGuard]
+    cfg.trainer.callbacks = [*callbacks, fdl.Config(NonFiniteLossGuard, action=action)]
+
+

@@ -19,6 +19,7 @@ import argparse
 import ast
 import difflib
 import importlib
+import os
 import pkgutil
 import re
 import sys
@@ -132,7 +133,10 @@ def apply_fiddler(cfg: fdl.Buildable, token: str, module=None) -> None:
         known = [n for source in _fiddler_sources(module) for n in _functions_of(source.__name__)]
         raise UsageError(f"unknown fiddler {name!r}{_suggest(name, known)}")
     args = ast.literal_eval(f"({args_text},)") if args_text else ()
-    fn(cfg, *args)
+    try:
+        fn(cfg, *args)
+    except builtin_fiddlers.FiddlerError as e:
+        raise UsageError(str(e)) from None
 
 
 def _split_path(path: str) -> list[str | int]:
@@ -225,9 +229,19 @@ def run_dir_of(cfg: fdl.Buildable) -> Path:
     return Path(cfg.trainer.save_folder.format(run_name=cfg.trainer.run_name)).parent
 
 
-def _default_run_name(experiment: str, tokens: list[str]) -> str:
+def _default_run_name(experiment: str, tokens: list[str], device: str | None = None) -> str:
+    """`<experiment>-<fiddlers>-<time>`; under a multi-process launch (WORLD_SIZE > 1) rank 0's name, broadcast
+    over the process group (initialized here for the `device` the trainer will use), so all ranks share one run."""
     tag = "-".join(t for t in tokens if "=" not in t and "(" not in t)
-    return "-".join(filter(None, [experiment.rsplit(".", 1)[-1], tag, time.strftime("%Y%m%d-%H%M%S")]))
+    name = "-".join(filter(None, [experiment.rsplit(".", 1)[-1], tag, time.strftime("%Y%m%d-%H%M%S")]))
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from composer.utils import dist
+
+        dist.initialize_dist(device)
+        names = [name]
+        dist.broadcast_object_list(names, src=0)
+        name = names[0]
+    return name
 
 
 def save_config(cfg: fdl.Buildable, run_dir: Path) -> Path:
@@ -245,7 +259,7 @@ def run(cfg: fdl.Buildable, *, save: bool = True):
     from composer.utils import reproducibility
 
     if cfg.trainer.run_name is None:
-        cfg.trainer.run_name = _default_run_name(getattr(cfg, "__name__", "run"), [])
+        cfg.trainer.run_name = _default_run_name(getattr(cfg, "__name__", "run"), [], cfg.trainer.device)
     if save:
         print(f"config: {save_config(cfg, run_dir_of(cfg))}", flush=True)
     reproducibility.seed_all(cfg.trainer.seed if cfg.trainer.seed is not None else 17)
@@ -288,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("give an experiment import path, --config-file or --list")
         mutate(cfg, tokens, module)
         if cfg.trainer.run_name is None:
-            cfg.trainer.run_name = _default_run_name(name, tokens)
+            cfg.trainer.run_name = _default_run_name(name, tokens, cfg.trainer.device)
         print("\n".join(flatten(cfg)), flush=True)
         if args.dry_run:
             return 0

@@ -15,7 +15,7 @@ from composer.optim import CosineAnnealingWithWarmupScheduler
 
 from dnax import fiddlers, tags
 from dnax.algorithms.reverse_complement import ReverseComplementAugmentation
-from dnax.callbacks import RunReport
+from dnax.callbacks import MidEpochRNGRestore, RunReport, SetAsideInterruptedCheckpoints
 from dnax.data.pretrain import build_pretrain_dataloader
 from dnax.data.sources import cache_root, hg38_mds, per_rank_batch
 from dnax.models.lm import DnaLM
@@ -84,6 +84,8 @@ def pretrain(
                                    alpha_f=lr_min / lr)],
             algorithms=algorithms,
             loggers=[fdl.Config(RunReport, folder=RUN_DIR)],
+            callbacks=[fdl.Config(MidEpochRNGRestore),
+                       fdl.Config(SetAsideInterruptedCheckpoints, folder=RUN_DIR + "/checkpoints")],
             eval_interval=f"{max(1, max_steps // 10)}ba",
             save_folder=RUN_DIR + "/checkpoints",
             save_interval="500ba",
