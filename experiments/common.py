@@ -99,6 +99,14 @@ def pretrain(
     return cfg
 
 
+def at_32k(cfg: fdl.Partial) -> fdl.Partial:
+    """32k windows with the same 2^20 tokens per step (32 windows) and the same 16M validation tokens."""
+    fiddlers.seq_len(cfg, 32_768)
+    fiddlers.global_batch(cfg, 32)
+    cfg.eval_dataloader.max_windows = 512
+    return cfg
+
+
 # -- fiddlers that need the data recipes ---------------------------------------------------------------------------
 #: Sized from a measured step time: flip-and-add xLSTM, batch 8 x 1024, fp32, about 3.2 s per step on the 2 CPU
 #: cores of the reference machine, so 128 steps + 4 evaluations of 96 windows take about 8 minutes. A calibration

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import fiddle as fdl
 
-from dnax import fiddlers
 from dnax.models.backbones.caduceus import CaduceusLM
-from experiments.common import experiment, pretrain
+from experiments.common import at_32k, experiment, pretrain
 from experiments.hg38_mamba import INITIALIZER_CFG, SSM_CFG
 
 
@@ -49,21 +48,13 @@ def hg38_caduceus_ps() -> fdl.Partial:
     return pretrain(caduceus_backbone(rcps=True), mlm=True, rc_aug=False)
 
 
-def _at_32k(cfg: fdl.Partial) -> fdl.Partial:
-    """32k windows with the same 2^20 tokens per step (32 windows) and the same 16M validation tokens."""
-    fiddlers.seq_len(cfg, 32_768)
-    fiddlers.global_batch(cfg, 32)
-    cfg.eval_dataloader.max_windows = 512
-    return cfg
-
-
 @experiment
 def hg38_caduceus_ph_32k() -> fdl.Partial:
     """Caduceus-PH at 32k context (Bio-xLSTM Tab. 1, 32k rows)."""
-    return _at_32k(hg38_caduceus_ph())
+    return at_32k(hg38_caduceus_ph())
 
 
 @experiment
 def hg38_caduceus_ps_32k() -> fdl.Partial:
     """Caduceus-PS at 32k context (Bio-xLSTM Tab. 1, 32k rows)."""
-    return _at_32k(hg38_caduceus_ps())
+    return at_32k(hg38_caduceus_ps())

@@ -17,8 +17,7 @@ from __future__ import annotations
 import fiddle as fdl
 
 from dnax.models.backbones.hyena import HyenaLM
-from experiments.common import experiment, pretrain
-from experiments.hg38_xlstm import _at_32k
+from experiments.common import at_32k, experiment, pretrain
 
 
 def hyena_backbone(**overrides) -> fdl.Config:
@@ -56,4 +55,4 @@ def hg38_hyena() -> fdl.Partial:
 @experiment
 def hg38_hyena_32k() -> fdl.Partial:
     """Causal HyenaDNA at 32k context, same 2^20 tokens per step (32 windows); the filter spans 32k + 2."""
-    return _at_32k(hg38_hyena())
+    return at_32k(hg38_hyena())

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import fiddle as fdl
 
-from dnax import fiddlers
 from dnax.models.backbones.mamba import MambaLM
-from experiments.common import experiment, pretrain
+from experiments.common import at_32k, experiment, pretrain
 
 #: the reference `ssm_cfg` (caduceus / DNA-xLSTM `configs/model/caduceus.yaml`), shared with hg38_caduceus
 SSM_CFG = dict(d_state=16, d_conv=4, expand=2, dt_rank="auto", dt_min=0.001, dt_max=0.1, dt_init="random",
@@ -54,8 +53,4 @@ def hg38_mamba_2m() -> fdl.Partial:
 def hg38_mamba_32k() -> fdl.Partial:
     """Causal Mamba at 32k context with the same 2^20 tokens per step (32 windows) (Bio-xLSTM Fig. 3, long-context
     CLM)."""
-    cfg = hg38_mamba()
-    fiddlers.seq_len(cfg, 32_768)
-    fiddlers.global_batch(cfg, 32)
-    cfg.eval_dataloader.max_windows = 512  # the same 16M validation tokens as at 1k
-    return cfg
+    return at_32k(hg38_mamba())

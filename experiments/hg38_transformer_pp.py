@@ -5,7 +5,7 @@ Settings follow DNA-xLSTM `scripts_pretrain/run_pretrain_llama.sh` with `configs
 4 blocks, 8 heads (8 key/value heads), SwiGLU hidden 1024, RMSNorm eps 1e-5, RoPE theta 10000, tied embedding and
 head, no dropout, bidirectional attention with MLM 15 %; and the shared hg38 recipe (`experiments.common.pretrain`:
 1k windows, 2^20 tokens per step, 10k steps, AdamW lr 8e-3 wd 0.1, RC augmentation, bf16). The causal variant trains
-next-token prediction; the 32k variants reuse `experiments.hg38_xlstm._at_32k`.
+next-token prediction; the 32k variants reuse `experiments.common.at_32k`.
 
     python -m dnax.run experiments.hg38_transformer_pp            # the paper run (needs hg38 MDS shards, GPU)
     python -m dnax.run experiments.hg38_transformer_pp sample     # the same model on the bundled chrX sample, CPU
@@ -16,8 +16,7 @@ import fiddle as fdl
 
 from dnax.models.backbones.transformer_pp import TransformerPPLM
 from dnax.models.objectives import CausalLM
-from experiments.common import experiment, pretrain
-from experiments.hg38_xlstm import _at_32k
+from experiments.common import at_32k, experiment, pretrain
 
 
 def transformer_pp_backbone(**overrides) -> fdl.Config:
@@ -59,10 +58,10 @@ def hg38_transformer_pp_clm() -> fdl.Partial:
 @experiment
 def hg38_transformer_pp_32k() -> fdl.Partial:
     """Bidirectional Transformer++ MLM at 32k context, same 2^20 tokens per step (32 windows)."""
-    return _at_32k(hg38_transformer_pp())
+    return at_32k(hg38_transformer_pp())
 
 
 @experiment
 def hg38_transformer_pp_clm_32k() -> fdl.Partial:
     """Causal Transformer++ at 32k context (long-context CLM comparison, Bio-xLSTM Fig. 3)."""
-    return _at_32k(hg38_transformer_pp_clm())
+    return at_32k(hg38_transformer_pp_clm())

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import fiddle as fdl
 
-from dnax import fiddlers
 from dnax.algorithms.reverse_complement import ReverseComplementAugmentation
 from dnax.models.backbones.xlstm import XLSTMLM
 from dnax.models.objectives import CausalLM
-from experiments.common import experiment, pretrain
+from experiments.common import at_32k, experiment, pretrain
 
 
 def mlstm_backbone(**overrides) -> fdl.Config:
@@ -65,24 +64,16 @@ def hg38_xlstm_clm() -> fdl.Partial:
     return cfg
 
 
-def _at_32k(cfg: fdl.Partial) -> fdl.Partial:
-    """32k windows with the same 2^20 tokens per step (32 windows) and the same 16M validation tokens."""
-    fiddlers.seq_len(cfg, 32_768)
-    fiddlers.global_batch(cfg, 32)
-    cfg.eval_dataloader.max_windows = 512
-    return cfg
-
-
 @experiment
 def hg38_xlstm_32k() -> fdl.Partial:
     """MLM flip-and-add xLSTM at 32k context, same 2^20 tokens per step (32 windows) (Bio-xLSTM Tab. 1, 32k rows)."""
-    return _at_32k(hg38_xlstm())
+    return at_32k(hg38_xlstm())
 
 
 @experiment
 def hg38_xlstm_clm_32k() -> fdl.Partial:
     """Causal xLSTM at 32k context (Bio-xLSTM Fig. 3, long-context CLM)."""
-    return _at_32k(hg38_xlstm_clm())
+    return at_32k(hg38_xlstm_clm())
 
 
 @experiment
@@ -98,7 +89,7 @@ def hg38_xlstm_native_bidirectional() -> fdl.Partial:
 def hg38_xlstm_native_bidirectional_32k() -> fdl.Partial:
     """Native bidirectional MLM at 32k context: impossible in the reference (its quadratic cell runs out of memory
     even at batch 1 on an H200); here the linear-memory Triton kernel on GPU (chunkwise PyTorch form on CPU)."""
-    return _at_32k(hg38_xlstm_native_bidirectional())
+    return at_32k(hg38_xlstm_native_bidirectional())
 
 
 @experiment
