@@ -310,8 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"dnax.run: error: {e}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as e:
-        # bad input found while building (missing data, malformed files): one line, not a traceback
+    except (OSError, ValueError, RuntimeError) as e:
+        # bad input found while building or reading (missing data, malformed files, object store): one line
         if not _is_user_error(e):
             raise
         # fiddle appends its build context on further lines; the first line is the message written for users
@@ -321,12 +321,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_user_error(e: BaseException) -> bool:
-    """Errors whose message is written for users: data_tools.InputError and the loaders' missing-data errors."""
+    """Errors whose message is written for users: data_tools.InputError, the loaders' missing-data errors and the
+    object store's (unreachable, refused, no such bucket; a shard that cannot be downloaded)."""
+    from dnax.data.object_store import ObjectStoreError, ShardDownloadError
+
     try:
         from data_tools import InputError
     except ImportError:
         InputError = ()  # noqa: N806
-    return isinstance(e, InputError) or (isinstance(e, FileNotFoundError) and "data_tools" in str(e))
+    return (isinstance(e, (InputError, ObjectStoreError, ShardDownloadError))
+            or (isinstance(e, FileNotFoundError) and "data_tools" in str(e)))
 
 
 if __name__ == "__main__":

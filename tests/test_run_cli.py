@@ -84,3 +84,14 @@ def test_paper_run_without_data_stops_with_preparation_hint(in_tmp, monkeypatch,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "missing_mds_1024" in err[0] and "data_tools.hg38 download" in err[0]
+
+
+def test_unreachable_object_store_is_one_line_error(in_tmp, monkeypatch, capsys):
+    monkeypatch.setenv("S3_ENDPOINT_URL", "http://127.0.0.1:9")  # discard port: nothing listens
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("DNAX_HG38_MDS", "s3://no-bucket/hg38/mds_{seq_len}")
+    assert cli.main(["experiments.hg38_xlstm", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "s3://no-bucket/hg38/mds_1024" in err[0] and "127.0.0.1:9" in err[0], err
