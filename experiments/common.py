@@ -69,10 +69,11 @@ def pretrain(
         num_workers=num_workers, **kw)
     algorithms = [fdl.Config(GradientClipping, clipping_type="norm", clipping_threshold=grad_clip)]
     if rc_aug:
-        algorithms.append(fdl.Config(ReverseComplementAugmentation, p=0.5))
+        algorithms.append(fdl.Config(ReverseComplementAugmentation, p=0.5, seed=seed))
     cfg = fdl.Partial(
         train,
-        model=fdl.Config(DnaLM, backbone=backbone, objective=fdl.Config(MaskedLM if mlm else CausalLM)),
+        model=fdl.Config(DnaLM, backbone=backbone,
+                         objective=fdl.Config(MaskedLM, train_seed=seed) if mlm else fdl.Config(CausalLM)),
         train_dataloader=loader("train", True, seed=seed),
         eval_dataloader=loader("valid", False, max_windows=eval_windows),
         optimizer=fdl.Partial(torch.optim.AdamW, lr=lr, betas=betas, weight_decay=weight_decay, eps=1e-8),

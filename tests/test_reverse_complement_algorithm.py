@@ -34,3 +34,22 @@ def test_algorithm_applies_after_dataloader_only():
     algo.apply(Event.AFTER_DATALOADER, state, None)
     assert torch.equal(state.batch["input_ids"], tk.reverse_complement(ids))
     assert state.batch["reverse_complemented"].all()
+
+
+def test_keyed_flips_depend_on_the_sample_only():
+    n = 64
+    batch = {"input_ids": torch.randint(tk.A, tk.T + 1, (n, 16)), "chrom_index": torch.zeros(n, dtype=torch.long),
+             "start": torch.arange(n, dtype=torch.long) * 16, "epoch": torch.zeros(n, dtype=torch.long)}
+    algo = ReverseComplementAugmentation(p=0.5, seed=3)
+    state = _State({k: v.clone() for k, v in batch.items()})
+    algo.apply(Event.AFTER_DATALOADER, state, None)
+    flips = state.batch["reverse_complemented"]
+    assert 10 < int(flips.sum()) < 54
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(1))
+    shuffled = _State({k: v[perm].clone() for k, v in batch.items()})
+    algo.apply(Event.AFTER_DATALOADER, shuffled, None)
+    assert torch.equal(shuffled.batch["reverse_complemented"], flips[perm])
+    assert torch.equal(shuffled.batch["input_ids"], state.batch["input_ids"][perm])
+    later = _State({**{k: v.clone() for k, v in batch.items()}, "epoch": torch.ones(n, dtype=torch.long)})
+    algo.apply(Event.AFTER_DATALOADER, later, None)
+    assert not torch.equal(later.batch["reverse_complemented"], flips)

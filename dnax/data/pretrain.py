@@ -1,8 +1,10 @@
 """The pre-training loader: MDS window shards (`data_tools.fasta_to_mds`) -> `StreamingDataset` -> batches.
 
-A batch is `{"input_ids": LongTensor (B, seq_len), "chrom_index": LongTensor (B,), "start": LongTensor (B,)}`: raw
-token ids of `dnax.tokenizer` (N stays N; masking or shifting is the objective's job) and each window's provenance
-(`chrom_index` indexes the `chroms` list of the conversion manifest `<remote>/dnax_mds.json`; `start` is 0-based).
+A batch is `{"input_ids": LongTensor (B, seq_len), "chrom_index": LongTensor (B,), "start": LongTensor (B,),
+"epoch": LongTensor (B,)}`: raw token ids of `dnax.tokenizer` (N stays N; masking or shifting is the objective's
+job) and each window's provenance (`chrom_index` indexes the `chroms` list of the conversion manifest
+`<remote>/dnax_mds.json`; `start` is 0-based; `epoch` the pass over the data it was drawn in), which keys the
+random training draws to the sample (`dnax.models.objectives.sample_keys`).
 
 The dataset is `WindowStreamingDataset`, a `StreamingDataset` that reads the windows from memory-mapped shards and
 skips streaming's per-sample background threads for data read in place: the same samples in the same order, with
@@ -45,11 +47,14 @@ def collate_windows(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     through torch's intra-op thread pool, which stalls for milliseconds on a busy CPU, and `torch.tensor` of a Python
     list costs ~1 us an element (`benchmarks/loader_throughput.py`)."""
     n = len(samples)
-    return {
+    batch = {
         "input_ids": torch.from_numpy(np.stack([s["tokens"] for s in samples]).astype(np.int64)),
         "chrom_index": torch.from_numpy(np.fromiter((int(s["chrom_index"]) for s in samples), np.int64, n)),
         "start": torch.from_numpy(np.fromiter((int(s["start"]) for s in samples), np.int64, n)),
     }
+    if n and "epoch" in samples[0]:
+        batch["epoch"] = torch.from_numpy(np.fromiter((int(s["epoch"]) for s in samples), np.int64, n))
+    return batch
 
 
 #: mosaicml-streaming versions whose private internals `WindowStreamingDataset` was written against (the MDS shard
@@ -285,6 +290,19 @@ def _define_window_dataset():
             if event is not None:
                 event.set()  # streaming's threads stop at their next step
 
+        def _resume_incr_epoch(self) -> tuple[int, int]:
+            epoch, sample_in_epoch = super()._resume_incr_epoch()  # every iteration path starts an epoch here
+            self._dnax_epoch = epoch
+            return epoch, sample_in_epoch
+
+        def __getitem__(self, sample_id: int) -> Any:
+            """A window with the epoch it is drawn in (`epoch`, int): with `chrom_index` and `start` it keys the
+            training draws (MLM masks, RC flips) to the sample, independent of batching and process layout."""
+            sample = super().__getitem__(sample_id)
+            if "chrom_index" in sample:  # the window layout (other MDS schemas pass through unchanged)
+                sample["epoch"] = self.__dict__.get("_dnax_epoch", 0)
+            return sample
+
         def get_item(self, sample_id: int, retry: int = 7) -> Any:
             event = self.__dict__.get("_event")  # as streaming: a failed background thread stops the reads
             if event is not None and event.is_set():
@@ -439,7 +457,8 @@ def build_pretrain_dataloader(
         `validate_hash` defaults to the shard hash the converter wrote (`object_store.SHARD_HASH`), if any.
     From an object store, a shard that cannot be downloaded (or arrives corrupt twice) raises
     `object_store.ShardDownloadError` naming it (the fast path; plain streaming ends the epoch early instead).
-    Each batch: {"input_ids" (B, seq_len), "chrom_index" (B,), "start" (B,)}, all int64.
+    Each batch: {"input_ids" (B, seq_len), "chrom_index" (B,), "start" (B,), "epoch" (B,)}, all int64 ("epoch"
+    only on the fast path).
     """
     from streaming import StreamingDataLoader
 

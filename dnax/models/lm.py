@@ -65,9 +65,21 @@ class DnaLM(ComposerModel):
         return LMOutput(logits.float(), inputs, targets)
 
     def loss(self, outputs: LMOutput, batch: Any) -> torch.Tensor:
-        logits = outputs.logits
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), outputs.targets.reshape(-1),
-                               ignore_index=IGNORE_INDEX)
+        """Mean cross-entropy over the scored positions of the *global* batch: with several processes the local sum
+        is divided by the global count / world size, so the averaged loss and gradients equal one process's on the
+        whole batch (MLM windows have different numbers of masked positions; a mean of per-process means would
+        weight them unequally)."""
+        logits, targets = outputs.logits, outputs.targets.reshape(-1)
+        total = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets, ignore_index=IGNORE_INDEX,
+                                reduction="sum")
+        count = (targets != IGNORE_INDEX).sum().to(total.dtype)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            world = torch.distributed.get_world_size()
+            if world > 1:
+                count = count.detach().clone()
+                torch.distributed.all_reduce(count)
+                count = count / world
+        return total / count.clamp(min=1)
 
     def eval_forward(self, batch: Any, outputs: Any | None = None) -> LMOutput:
         return outputs if outputs is not None else self.forward(batch)

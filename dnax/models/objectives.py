@@ -42,6 +42,16 @@ def hashed_uniforms(keys: torch.Tensor, seed: int, n: int) -> list[torch.Tensor]
     return out
 
 
+def sample_keys(batch: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+    """One well-mixed int64 key per window and pass over the data, from (`chrom_index`, `start`, `epoch`); None when
+    the batch lacks them. Training draws keyed by it are a function of the sample alone: the same masks and flips
+    whatever the batch size, the number of processes, the microbatching or a resume."""
+    if not all(k in batch for k in ("chrom_index", "start", "epoch")):
+        return None
+    key = (batch["chrom_index"].long() << 34) + batch["start"].long() + (batch["epoch"].long() << 45)
+    return _mix64(key)
+
+
 @dataclass(frozen=True)
 class MaskedLM:
     """BERT-style masking: each non-N position is selected with `mlm_probability`; a selected position becomes
@@ -50,6 +60,10 @@ class MaskedLM:
 
     `random_tokens="vocab"` draws the random token uniformly from all 12 ids, as the reference does
     (`mlm_getitem` with `eligible_replacements=None`); `"nucleotides"` draws from A/C/G/T.
+
+    Training masks: with `train_seed` set and batches that carry `chrom_index`/`start`/`epoch` (the pretraining
+    loader's), a hash of (window, epoch, position, train_seed), so they do not depend on how samples are batched or
+    spread over processes; otherwise torch's global RNG (as the reference).
     """
 
     mlm_probability: float = 0.15
@@ -57,6 +71,7 @@ class MaskedLM:
     random_prob: float = 0.1
     random_tokens: Literal["vocab", "nucleotides"] = "vocab"
     eval_seed: int = 1234
+    train_seed: int | None = None
 
     causal: bool = False
 
@@ -78,6 +93,9 @@ class MaskedLM:
         return inputs, targets
 
     def _uniforms(self, batch, tokens, training):
+        if training and self.train_seed is not None and (window := sample_keys(batch)) is not None:
+            pos = torch.arange(tokens.shape[1], device=tokens.device, dtype=torch.int64)
+            return hashed_uniforms(window.to(tokens.device)[:, None] + pos[None, :], self.train_seed, 3)
         if training or "chrom_index" not in batch or "start" not in batch:
             gen = None if training else torch.Generator(device=tokens.device).manual_seed(self.eval_seed)
             return [torch.rand(tokens.shape, device=tokens.device, generator=gen) for _ in range(3)]

@@ -75,6 +75,15 @@ def test_max_windows_is_a_fixed_set(mds):
     assert len(starts(everything)) == 488  # larger than the split: the whole split, no repeats
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_carry_the_epoch_they_were_drawn_in(mds, workers):
+    loader = build_pretrain_dataloader(str(mds), "valid", 10, shuffle=True, seed=1, max_windows=40,
+                                       num_workers=workers)
+    for epoch in range(2):
+        epochs = torch.cat([b["epoch"] for b in loader])
+        assert epochs.dtype == torch.int64 and len(epochs) == 40 and (epochs == epoch).all()
+
+
 def test_missing_split_error_says_how_to_prepare(mds, tmp_path):
     for remote, split in [(str(mds), "test"), (str(tmp_path / "nothing"), "train")]:
         with pytest.raises(FileNotFoundError) as info:

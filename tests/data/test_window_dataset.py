@@ -126,14 +126,15 @@ def test_other_streaming_version_falls_back_to_plain_streaming(mds, monkeypatch)
 
 
 def test_samples_identical_to_streaming(mds):
-    """Every window of `train`, random access: same values, dtypes, shapes, scalar types, key order, read-only."""
+    """Every window of `train`, random access: same values, dtypes, shapes, scalar types, key order, read-only;
+    the fast path adds the epoch the window was drawn in (0 before any iteration)."""
     fast_cls, plain_cls = classes()
     fast = fast_cls(local=str(mds / "train"), batch_size=8)
     plain = plain_cls(local=str(mds / "train"), batch_size=8)
     ids = np.random.default_rng(0).permutation(len(plain)).tolist()
     for i in ids:
         f, p = fast[i], plain[i]
-        assert list(f) == list(p) == ["chrom_index", "start", "tokens"]
+        assert list(p) == ["chrom_index", "start", "tokens"] and list(f) == [*p, "epoch"] and f["epoch"] == 0
         for k in ("chrom_index", "start"):
             assert type(f[k]) is type(p[k]) and f[k] == p[k]
         assert f["tokens"].dtype == p["tokens"].dtype and f["tokens"].shape == p["tokens"].shape == (SEQ_LEN,)

@@ -13,7 +13,6 @@ from composer.core import Callback, State
 from composer.loggers import Logger
 from composer.utils import dist
 
-from dnax.algorithms.reverse_complement import ReverseComplementAugmentation
 from experiments import hg38_xlstm
 
 
@@ -41,12 +40,3 @@ def _logged(cfg: fdl.Buildable) -> fdl.Buildable:
 def mlm() -> fdl.Buildable:
     """The MLM xLSTM recipe (random masks and reverse-complement flips), windows logged."""
     return _logged(hg38_xlstm.hg38_xlstm())
-
-
-def clm_no_rc() -> fdl.Buildable:
-    """Causal xLSTM without reverse-complement augmentation: no random draws in training, so the losses of a run
-    depend only on which windows form each global batch (not on how they are split over processes)."""
-    cfg = hg38_xlstm.hg38_xlstm_clm()
-    cfg.trainer.algorithms = [a for a in cfg.trainer.algorithms
-                              if a.__fn_or_cls__ is not ReverseComplementAugmentation]
-    return _logged(cfg)

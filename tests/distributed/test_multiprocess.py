@@ -1,8 +1,8 @@
 """Runs under `dnax-launch` (2 processes, gloo on CPU) and fault recovery, end to end in subprocesses.
 
-* DDP, 2 processes x 1 window == 1 process x 2 windows: the same windows per step and the same losses (CLM without
-  RC augmentation, whose training draws no random numbers; MLM masks and RC flips come from each process's RNG,
-  seeded `seed + rank` by Composer, so they depend on the process layout).
+* DDP, 2 processes x 1 window == 1 process x 2 windows: the same windows per step and the same losses, for the MLM
+  recipe with RC augmentation (its masks and flips are keyed to each window and epoch, not drawn from a process's
+  RNG, so they do not depend on the process layout).
 * FSDP2 over gloo: trains, writes sharded checkpoints, and resumes from them.
 * SIGKILL after a checkpoint, with a partly written next checkpoint: the same command resumes and the run's windows
   and losses equal an uninterrupted run's bit for bit (MLM + RC: the RNG is restored mid-epoch).
@@ -70,14 +70,14 @@ def work(tmp_path_factory):
     old = os.getcwd()
     os.chdir(path)
     try:
-        _in_process("tests.distributed.configs.clm_no_rc", "one")  # the 1-process reference
+        _in_process("tests.distributed.configs.mlm", "one")  # the 1-process reference
         yield path
     finally:
         os.chdir(old)
 
 
 def test_ddp_two_processes_match_one_process(work):
-    _launch(work, 2, "tests.distributed.configs.clm_no_rc", *TINY, "trainer.run_name='ddp'")
+    _launch(work, 2, "tests.distributed.configs.mlm", *TINY, "trainer.run_name='ddp'")
     one, ddp = work / "runs/one", work / "runs/ddp"
     assert _windows(ddp) == _windows(one) and len(_windows(one)) == 3
     assert _losses(ddp) == pytest.approx(_losses(one), rel=1e-5) and len(_losses(one)) == 3
@@ -85,7 +85,7 @@ def test_ddp_two_processes_match_one_process(work):
 
 
 def test_fsdp2_trains_checkpoints_and_resumes(work):
-    args = ["tests.distributed.configs.clm_no_rc", *TINY, "fsdp", "trainer.run_name='fsdp'"]
+    args = ["tests.distributed.configs.mlm", *TINY, "fsdp", "trainer.run_name='fsdp'"]
     _launch(work, 2, *args, "trainer.max_duration='2ba'")
     ckpt = work / "runs/fsdp/checkpoints"
     assert os.readlink(ckpt / "latest-rank0.pt") == "ep0-ba2"

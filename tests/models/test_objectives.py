@@ -68,3 +68,40 @@ def test_clm_shift_and_sep():
     assert torch.equal(inputs, tokens)
     assert torch.equal(targets[:, :-1], tokens[:, 1:])
     assert (targets[:, -1] == tk.SEP).all()
+
+
+def _epoch(batch, e):
+    return {**batch, "epoch": torch.full_like(batch["start"], e)}
+
+
+def test_keyed_training_masks_are_a_function_of_the_sample():
+    """With train_seed and (chrom_index, start, epoch) in the batch, a window's mask does not depend on which other
+    windows share its batch or in which order (so not on the process layout), and changes with the epoch."""
+    mlm = MaskedLM(train_seed=7)
+    batch = _epoch(_batch(6, 512), 0)
+    full_in, full_t = mlm(batch, training=True)
+    perm = torch.tensor([4, 1, 5, 0, 3, 2])
+    shuffled_in, shuffled_t = mlm({k: v[perm] for k, v in batch.items()}, training=True)
+    assert torch.equal(shuffled_in, full_in[perm]) and torch.equal(shuffled_t, full_t[perm])
+    next_in, _ = mlm(_epoch(_batch(6, 512), 1), training=True)
+    assert not torch.equal(next_in, full_in)
+    other_seed, _ = MaskedLM(train_seed=8)(batch, training=True)
+    assert not torch.equal(other_seed, full_in)
+    eval_in, _ = mlm(batch, training=False)  # evaluation keeps its own fixed mask
+    assert torch.equal(eval_in, MaskedLM()(batch, training=False)[0])
+    # the keyed masks have the configured rates
+    big = _epoch(_batch(64, 1024), 3)
+    inputs, targets = mlm(big, training=True)
+    scored = targets != IGNORE_INDEX
+    assert abs(scored.sum().item() / (big["input_ids"] != tk.N).sum().item() - 0.15) < 0.01
+    assert abs((inputs[scored] == tk.MASK).float().mean().item() - 0.8) < 0.02
+
+
+def test_training_masks_without_sample_keys_use_the_global_rng():
+    mlm = MaskedLM(train_seed=7)
+    batch = _batch(4, 256)  # no epoch: keyed draws are impossible
+    torch.manual_seed(0)
+    a, _ = mlm(batch, training=True)
+    torch.manual_seed(0)
+    b, _ = MaskedLM()(batch, training=True)
+    assert torch.equal(a, b)
