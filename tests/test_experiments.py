@@ -32,7 +32,8 @@ def test_experiment_roundtrips_json_and_trains_two_batches(path, in_tmp):
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     losses = [float(r["value"]) for r in rows if r["name"] == "loss/train/total"]
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
-    assert any(r["name"] == "metrics/eval/LanguageCrossEntropy" for r in rows)
+    # language models log LanguageCrossEntropy, classifiers (fine-tuning experiments) CrossEntropy
+    assert any(r["name"] in ("metrics/eval/LanguageCrossEntropy", "metrics/eval/CrossEntropy") for r in rows)
     assert list((run_dir / "checkpoints").glob("*.pt"))
 
 

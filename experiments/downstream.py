@@ -1,0 +1,174 @@
+"""The fine-tuning recipe shared by the downstream experiments (Genomic Benchmarks, Nucleotide Transformer, GUE)
+and its fiddlers. Registers no experiment itself.
+
+The recipe follows DNA-xLSTM `configs/experiment/hg38/{genomic_benchmark,nucleotide_transformer}.yaml` and
+`scripts_downstream/run_{genomics,nucleotide}.sh`: AdamW betas (0.9, 0.999), weight decay 0.1, linear warmup over 1 %
+of the steps then cosine decay to 0.1 x lr (timm `cosine_warmup`; Composer warms up from 0 instead of 1e-6),
+gradient clipping 1.0, bf16, one validation evaluation per epoch; the validation split is 10 % of the training
+split drawn with the cell's seed, and the test split is scored once with the best validation weights
+(`dnax.finetune.SelectBestAndTest`). Post-hoc RC conjoining (PH) by default, as the reference xLSTM runs.
+
+Fiddlers (command line: `python -m dnax.run experiments.genomic_benchmarks.human_nontata_promoters seed(3) lr(1e-3)`):
+`seed(n)`, `lr(x)`, `cnn`, `frozen`, `from_run(path)`, `sample`, `tiny`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import fiddle as fdl
+import torch
+from composer import Trainer
+from composer.algorithms import GradientClipping
+from composer.optim import CosineAnnealingWithWarmupScheduler
+
+from dnax import fiddlers, tags
+from dnax.callbacks import RunReport
+from dnax.data.downstream import TaskSpec, custom_task, task_dataloader
+from dnax.finetune import SelectBestAndTest
+from dnax.models.backbones.cnn import GenomicBenchmarksCNN
+from dnax.models.classifier import SequenceClassifier
+from dnax.train import train
+from experiments.common import RUN_DIR
+
+#: the reference's learning-rate sweep (both benchmark scripts)
+LR_SWEEP = (1e-3, 2e-3, 4e-4, 6e-4, 8e-4)
+TINY_TASK_DIR = Path(__file__).resolve().parent / "fixtures" / "gue_mouse3_tiny"
+
+
+def finetune(
+    task: str | fdl.Config,
+    spec: TaskSpec,
+    backbone: fdl.Config,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float = 1e-3,
+    weight_decay: float = 0.1,
+    betas: tuple[float, float] = (0.9, 0.999),
+    rc_mode: str = "ph",
+    rc_aug: bool = False,
+    pooling: str = "mean",
+    seed: int = 0,
+    grad_clip: float = 1.0,
+    warmup_fraction: float = 0.01,
+    lr_min_ratio: float = 0.1,
+    num_workers: int = 2,
+) -> fdl.Partial:
+    """A fine-tuning run of `backbone` + a linear head on `task` (a task name for `task_dataloader`, or a config
+    building a TaskSpec); `spec` gives its classes, max length and headline metric at config time."""
+    length = tags.SeqLen.new(spec.max_length)
+    backbone.max_length = length
+
+    def loader(split: str, **kw) -> fdl.Config:
+        return fdl.Config(task_dataloader, task, split, batch_size=batch_size, seed=seed, val_seed=seed,
+                          max_length=length, num_workers=num_workers, **kw)
+
+    return fdl.Partial(
+        train,
+        model=fdl.Config(SequenceClassifier, backbone=backbone, num_classes=spec.num_classes, pooling=pooling,
+                         rc_mode=rc_mode),
+        train_dataloader=loader("train", rc_aug=rc_aug),
+        eval_dataloader=loader("valid"),
+        optimizer=fdl.Partial(torch.optim.AdamW, lr=lr, betas=betas, weight_decay=weight_decay, eps=1e-8),
+        trainer=fdl.Partial(
+            Trainer,
+            run_name=None,
+            max_duration=f"{epochs}ep",
+            schedulers=[fdl.Config(CosineAnnealingWithWarmupScheduler, t_warmup=f"{warmup_fraction}dur",
+                                   alpha_f=lr_min_ratio)],
+            algorithms=[fdl.Config(GradientClipping, clipping_type="norm", clipping_threshold=grad_clip)],
+            loggers=[fdl.Config(RunReport, folder=RUN_DIR)],
+            callbacks=[fdl.Config(SelectBestAndTest, test_dataloader=loader("test"), metric=spec.metric,
+                                  folder=RUN_DIR, task=spec.name)],
+            eval_interval="1ep",
+            save_folder=RUN_DIR + "/checkpoints",
+            save_interval="1ep",
+            save_num_checkpoints_to_keep=1,
+            save_overwrite=False,
+            autoresume=True,
+            precision="amp_bf16",
+            device_train_microbatch_size="auto",
+            seed=seed,
+        ),
+    )
+
+
+def _loaders(cfg: fdl.Buildable) -> list[fdl.Config]:
+    return [cfg.train_dataloader, cfg.eval_dataloader, *(c.test_dataloader for c in _selectors(cfg))]
+
+
+def _selectors(cfg: fdl.Buildable) -> list[fdl.Config]:
+    return [c for c in cfg.trainer.callbacks if c.__fn_or_cls__ is SelectBestAndTest]
+
+
+# -- fiddlers ---------------------------------------------------------------------------------------------------------
+def seed(cfg: fdl.Buildable, n: int) -> None:
+    """One seed for everything random in a cell: the train/validation split, the shuffle and RC flips, the init."""
+    cfg.trainer.seed = int(n)
+    for loader in _loaders(cfg):
+        loader.seed = loader.val_seed = int(n)
+
+
+def lr(cfg: fdl.Buildable, x: float) -> None:
+    """Peak learning rate (the schedule's floor stays a fraction of it)."""
+    cfg.optimizer.lr = float(x)
+
+
+def cnn(cfg: fdl.Buildable) -> None:
+    """The Genomic Benchmarks CNN baseline instead of the backbone: from scratch, forward strand only, Adam
+    (AdamW without decay) at lr 1e-3, as the paper's and Caduceus' CNN runs."""
+    cfg.model.backbone = fdl.Config(GenomicBenchmarksCNN, max_length=cfg.model.backbone.max_length)
+    cfg.model.rc_mode = "none"
+    cfg.model.pretrained = None
+    cfg.optimizer.lr = 1e-3
+    cfg.optimizer.weight_decay = 0.0
+
+
+def frozen(cfg: fdl.Buildable) -> None:
+    """Train the classification head only (linear probe of the backbone's features)."""
+    cfg.model.freeze_backbone = True
+
+
+def from_run(cfg: fdl.Buildable, path: str) -> None:
+    """Start from a dnax pretraining run (its directory): the backbone as that run configured it (its
+    `config.json`), the weights of its latest checkpoint."""
+    from fiddle.experimental import serialization
+
+    run = Path(path)
+    config_file = run / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file}: not a dnax run directory (no config.json)")
+    backbone = serialization.load_json(config_file.read_text()).model.backbone
+    backbone.max_length = cfg.model.backbone.max_length
+    cfg.model.backbone = backbone
+    cfg.model.pretrained = str(run)
+
+
+def sample(cfg: fdl.Buildable) -> None:
+    """CPU, fp32, no worker processes: a small local run."""
+    fiddlers.cpu(cfg)
+    for loader in _loaders(cfg):
+        loader.num_workers = 0
+
+
+def tiny(cfg: fdl.Buildable) -> None:
+    """The smallest trainable version (tests, smoke runs): 64/32/32 sequences of a real GUE task shipped in
+    `experiments/fixtures/`, 101 bp, d_model 32, 1 layer, 2 steps of 8, one evaluation on 8, test on 32, CPU."""
+    sample(cfg)
+    task = fdl.Config(custom_task, "gue_mouse3_tiny", str(TINY_TASK_DIR), max_length=101, metric="mcc",
+                      num_classes=2)
+    for loader in _loaders(cfg):
+        loader.task = task
+        loader.batch_size = 8
+    fiddlers.seq_len(cfg, 101)
+    cfg.model.num_classes = 2
+    for selector in _selectors(cfg):
+        selector.task, selector.metric = "gue_mouse3_tiny", "mcc"
+    if hasattr(cfg.model.backbone.__fn_or_cls__, "hidden_states"):  # a language-model backbone, not the CNN
+        cfg.model.backbone.d_model = 32
+        cfg.model.backbone.n_layer = 1
+    cfg.model.pretrained = None
+    cfg.trainer.max_duration = "2ba"
+    cfg.trainer.eval_interval = "2ba"
+    cfg.trainer.eval_subset_num_batches = 1
+    cfg.trainer.save_interval = "2ba"

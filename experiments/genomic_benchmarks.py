@@ -1,0 +1,48 @@
+"""Genomic Benchmarks fine-tuning, one experiment per task (Bio-xLSTM DNA part, Genomic Benchmarks table; the
+protocol of Caduceus Tab. 1: 5 seeds, each its own 90/10 train/validation split, test split scored once).
+
+Settings follow DNA-xLSTM `scripts_downstream/run_genomics.sh` + `configs/experiment/hg38/genomic_benchmark.yaml`:
+the ~500k-parameter xLSTM (`hg38_xlstm.mlstm_backbone`, d_model 128), 10 epochs, batch 64 (the script sweeps 64
+and 128), AdamW lr 6e-4 (swept over `LR_SWEEP`), betas (0.9, 0.999), weight decay 0.1, RC augmentation in
+training and post-hoc conjoining at evaluation (xLSTM-PH). Headline metric: top-1 accuracy.
+
+    python -m dnax.run experiments.genomic_benchmarks.human_nontata_promoters model.pretrained=RUN_DIR
+    python -m dnax.run experiments.genomic_benchmarks.human_nontata_promoters from_run('runs/<pretraining run>')
+    python -m dnax.run experiments.genomic_benchmarks.human_nontata_promoters cnn       # the GB CNN baseline
+    python -m dnax.sweep 'experiments.genomic_benchmarks.*'                             # 8 tasks x 5 seeds x 5 lrs
+"""
+from __future__ import annotations
+
+import fiddle as fdl
+
+from dnax.data.downstream import GENOMIC_BENCHMARKS
+from experiments.common import experiment
+from experiments.downstream import LR_SWEEP, finetune
+from experiments.downstream import cnn, frozen, from_run, lr, sample, seed, tiny  # noqa: F401  fiddlers for dnax.run
+from experiments.hg38_xlstm import mlstm_backbone
+
+#: the reference protocol, read by `python -m dnax.sweep` when --seeds / --lrs are not given
+SWEEP = {"seeds": (1, 2, 3, 4, 5), "lrs": LR_SWEEP}
+
+
+def genomic_benchmark(name: str) -> fdl.Partial:
+    """The fine-tuning config of Genomic Benchmarks task `name`."""
+    return finetune(f"genomic_benchmarks/{name}", GENOMIC_BENCHMARKS[name], mlstm_backbone(),
+                    epochs=10, batch_size=64, lr=6e-4, rc_mode="ph", rc_aug=True)
+
+
+def _register(name: str) -> None:
+    spec = GENOMIC_BENCHMARKS[name]
+
+    def fn() -> fdl.Partial:
+        return genomic_benchmark(name)
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__module__ = __name__
+    fn.__doc__ = (f"Genomic Benchmarks `{name}` ({spec.num_classes} classes, max length {spec.max_length}): xLSTM-PH "
+                  f"fine-tuning, headline {spec.metric}; expected above the CNN baseline (`cnn` fiddler).")
+    globals()[name] = experiment(fn)
+
+
+for _name in GENOMIC_BENCHMARKS:
+    _register(_name)

@@ -1,0 +1,157 @@
+"""Checkpoint selection on validation, one test evaluation with the best weights, and the fine-tuning experiments."""
+import json
+
+import fiddle as fdl
+import numpy as np
+import pytest
+import torch
+from composer import Trainer
+from fiddle.experimental import serialization
+from torch import nn
+
+from dnax import run as cli
+from dnax import tokenizer as tk
+from dnax.data.downstream import classification_dataloader
+from dnax.finetune import BEST_WEIGHTS, RESULTS, SelectBestAndTest
+from dnax.models.classifier import SequenceClassifier
+
+
+class TokenwiseBackbone(nn.Module):
+    def __init__(self, d_model=8):
+        super().__init__()
+        self.d_model = d_model
+        self.emb = nn.Embedding(tk.VOCAB_SIZE, d_model)
+
+    def hidden_states(self, ids):
+        return torch.tanh(self.emb(ids))
+
+
+def gc_examples(n, seed):
+    """Random sequences labelled by GC content > 50 % (learnable from token counts)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        gc = rng.uniform(0.2, 0.8)
+        probs = [(1 - gc) / 2, gc / 2, gc / 2, (1 - gc) / 2]
+        seq = "".join(rng.choice(list("ACGT"), p=probs, size=rng.integers(20, 40)))
+        out.append((seq, int((seq.count("G") + seq.count("C")) / len(seq) > 0.5)))
+    return out
+
+
+class Recording:
+    """A test loader that records when it is iterated (how many validation evaluations had happened)."""
+
+    def __init__(self, loader, selector):
+        self.loader, self.selector, self.iterated_after = loader, selector, []
+
+    def __iter__(self):
+        self.iterated_after.append(len(self.selector.history))
+        return iter(self.loader)
+
+
+def fit(folder, test_examples, epochs=4):
+    torch.manual_seed(0)
+    loader = lambda ex, shuffle: classification_dataloader(ex, batch_size=16, max_length=40, shuffle=shuffle,  # noqa
+                                                          seed=0)
+    selector = SelectBestAndTest(None, metric="mcc", folder=str(folder), task="gc")
+    selector.test_dataloader = Recording(loader(test_examples, False), selector)
+    model = SequenceClassifier(TokenwiseBackbone(), num_classes=2)
+    trainer = Trainer(model=model, train_dataloader=loader(gc_examples(64, 1), True),
+                      eval_dataloader=loader(gc_examples(48, 2), False), max_duration=f"{epochs}ep",
+                      optimizers=torch.optim.AdamW(model.parameters(), lr=3e-2), callbacks=[selector],
+                      device="cpu", seed=0, progress_bar=False, log_to_console=False)
+    trainer.fit()
+    return trainer, selector
+
+
+def direct_mcc(model, examples):
+    loader = classification_dataloader(examples, batch_size=7, max_length=40, shuffle=False)
+    model.eval()
+    with torch.no_grad():
+        preds = torch.cat([model({"input_ids": b["input_ids"]}).argmax(-1) for b in loader]).numpy()
+    y = np.array([label for _, label in examples])
+    tp, tn = np.sum((y == 1) & (preds == 1)), np.sum((y == 0) & (preds == 0))
+    fp, fn = np.sum((y == 0) & (preds == 1)), np.sum((y == 1) & (preds == 0))
+    return float(tp * tn - fp * fn) / np.sqrt(float((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)))
+
+
+def test_best_validation_weights_are_tested_once_and_the_test_split_never_selects(tmp_path):
+    test = gc_examples(40, 3)
+    trainer, selector = fit(tmp_path / "a", test)
+    history = selector.history
+    assert len(history) == 4  # one evaluation per epoch
+    best = max(range(4), key=lambda i: (history[i]["MCC"], -i))  # ties keep the earlier
+    assert selector.best_batch == history[best]["batch"]
+    assert selector.test_dataloader.iterated_after == [4]  # once, after every validation evaluation
+    results = json.loads((tmp_path / "a" / RESULTS).read_text())
+    assert results["best_epoch"] == history[best]["epoch"] and results["val"]["MCC"] == history[best]["MCC"]
+    assert results["task"] == "gc" and results["lr"] == pytest.approx(3e-2) and results["seed"] == 0
+    # the model ends with the best weights, and the test numbers are theirs
+    best_weights = torch.load(tmp_path / "a" / BEST_WEIGHTS)
+    assert all(torch.equal(trainer.state.model.state_dict()[k], v) for k, v in best_weights.items())
+    assert results["test"]["MCC"] == pytest.approx(direct_mcc(trainer.state.model, test), abs=1e-5)
+    # a test split with every label flipped changes the test score, not the selection
+    _, flipped = fit(tmp_path / "b", [(s, 1 - y) for s, y in test])
+    flipped_results = json.loads((tmp_path / "b" / RESULTS).read_text())
+    assert flipped.history == history and flipped.best_batch == selector.best_batch
+    assert flipped_results["test"]["MCC"] == pytest.approx(-results["test"]["MCC"], abs=1e-5)
+
+
+def test_selection_state_survives_a_checkpoint_round_trip():
+    selector = SelectBestAndTest(metric="f1")
+    assert selector.metric == "F1"
+    selector.best, selector.best_epoch, selector.best_batch = 0.7, 2, 20
+    selector.history = [{"epoch": 2, "batch": 20, "F1": 0.7}]
+    other = SelectBestAndTest(metric="f1")
+    other.load_state_dict(selector.state_dict())
+    assert other.state_dict() == selector.state_dict()
+
+
+@pytest.mark.parametrize("tokens", [["tiny"], ["tiny", "cnn"]])
+def test_genomic_benchmarks_experiment_fine_tunes_two_batches(in_tmp, tokens):
+    cfg = cli.resolve_experiment("experiments.genomic_benchmarks.human_nontata_promoters")[0]()
+    restored = serialization.load_json(serialization.dump_json(cfg))
+    assert sorted(cli.flatten(restored)) == sorted(cli.flatten(cfg))
+    from experiments import genomic_benchmarks
+
+    cli.mutate(cfg, tokens + ["seed(3)", "lr(2e-3)", "trainer.run_name='ft'"], genomic_benchmarks)
+    trainer = cli.run(cfg)
+    assert int(trainer.state.timestamp.batch) == 2
+    results = json.loads((in_tmp / "runs" / "ft" / RESULTS).read_text())
+    assert results["seed"] == 3 and results["lr"] == pytest.approx(2e-3) and results["metric"] == "MCC"
+    assert set(results["test"]) >= {"MCC", "F1", "Accuracy", "AUROC", "MacroF1"}
+    assert 0.0 <= results["test"]["Accuracy"] <= 1.0
+
+
+def test_from_run_fiddler_takes_the_pretraining_backbone_and_weights(tmp_path):
+    from experiments import genomic_benchmarks, hg38_xlstm
+
+    pre = hg38_xlstm.hg38_xlstm()
+    pre.model.backbone.d_model, pre.model.backbone.n_layer = 32, 1
+    run = tmp_path / "pre"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(serialization.dump_json(pre))
+    backbone = fdl.build(pre.model.backbone)
+    torch.save({"state": {"model": {f"backbone.{k}": v for k, v in backbone.state_dict().items()}}},
+               run / "checkpoints" / "latest-rank0.pt")
+    cfg = genomic_benchmarks.human_nontata_promoters()
+    cli.mutate(cfg, ["tiny", f"from_run({str(run)!r})"], genomic_benchmarks)
+    model = fdl.build(cfg.model)
+    assert model.backbone.n_layer == 1 and model.backbone.max_length == 101
+    assert all(torch.equal(model.backbone.state_dict()[k], v) for k, v in backbone.state_dict().items())
+
+
+def test_an_interrupted_fine_tuning_run_resumes_with_its_selection_state(in_tmp):
+    from experiments import genomic_benchmarks
+
+    cfg = genomic_benchmarks.human_nontata_promoters()
+    cli.mutate(cfg, ["tiny", "trainer.eval_interval='1ba'", "trainer.save_interval='1ba'", "trainer.run_name='r'"],
+               genomic_benchmarks)
+    cli.run(cfg)
+    first = json.loads((in_tmp / "runs/r" / RESULTS).read_text())
+    assert [h["batch"] for h in first["history"]] == [1, 2]
+    # replay the saved config for longer: autoresume continues at batch 2, keeping the history and the best so far
+    assert cli.main(["--config-file", "runs/r/config.json", "trainer.max_duration='3ba'"]) == 0
+    resumed = json.loads((in_tmp / "runs/r" / RESULTS).read_text())
+    assert [h["batch"] for h in resumed["history"]] == [1, 2, 3]
+    assert resumed["history"][:2] == first["history"]
