@@ -65,6 +65,43 @@ def _log_d(b_t, x_t, b_s, x_s, i_s, t, s, S):
 
 
 @triton.jit
+def _load_keys(K, V, Bc, Xc, I, base, row, s, d, S, DH, IEEE: tl.constexpr):
+    """Key tile: k, v (BLOCK_S, BLOCK_D) (fp32 when IEEE) and b, x, i (BLOCK_S,) at key positions s."""
+    s_ok = s < S
+    mask = s_ok[:, None] & (d < DH)[None, :]
+    k = tl.load(K + base + s[:, None] * DH + d[None, :], mask=mask, other=0.0)
+    v = tl.load(V + base + s[:, None] * DH + d[None, :], mask=mask, other=0.0)
+    if IEEE:
+        k, v = k.to(tl.float32), v.to(tl.float32)
+    b = tl.load(Bc + row + s, mask=s_ok, other=0.0)
+    x = tl.load(Xc + row + s, mask=s_ok, other=0.0)
+    i = tl.load(I + row + s, mask=s_ok, other=0.0)
+    return k, v, b, x, i
+
+
+@triton.jit
+def _load_queries(Q, Bc, Xc, base, row, t, d, S, DH, IEEE: tl.constexpr):
+    """Query tile: q (BLOCK_T, BLOCK_D) (fp32 when IEEE) and b, x (BLOCK_T,) at query positions t."""
+    t_ok = t < S
+    q = tl.load(Q + base + t[:, None] * DH + d[None, :], mask=t_ok[:, None] & (d < DH)[None, :], other=0.0)
+    if IEEE:
+        q = q.to(tl.float32)
+    b = tl.load(Bc + row + t, mask=t_ok, other=0.0)
+    x = tl.load(Xc + row + t, mask=t_ok, other=0.0)
+    return q, b, x
+
+
+@triton.jit
+def _load_row_grads(DNUM, DDEN, M, base, row, t, d, S, DH):
+    """What the backward needs per query: dnum (BLOCK_T, BLOCK_D), dden and the stabiliser m (BLOCK_T,)."""
+    t_ok = t < S
+    dnum = tl.load(DNUM + base + t[:, None] * DH + d[None, :], mask=t_ok[:, None] & (d < DH)[None, :], other=0.0)
+    dden = tl.load(DDEN + row + t, mask=t_ok, other=0.0)
+    m = tl.load(M + row + t, mask=t_ok, other=0.0)
+    return dnum, dden, m
+
+
+@triton.jit
 def _fwd_kernel(Q, K, V, Bc, Xc, I, H, M, N, DEN, ARG, S, DH, scale, eps,
                 BLOCK_T: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
                 IEEE: tl.constexpr):
@@ -73,12 +110,8 @@ def _fwd_kernel(Q, K, V, Bc, Xc, I, H, M, N, DEN, ARG, S, DH, scale, eps,
     t = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
     d = tl.arange(0, BLOCK_D)
     t_ok, d_ok = t < S, d < DH
-    base = bh * S * DH
-    q = tl.load(Q + base + t[:, None] * DH + d[None, :], mask=t_ok[:, None] & d_ok[None, :], other=0.0)
-    if IEEE:
-        q = q.to(tl.float32)
-    b_t = tl.load(Bc + bh * S + t, mask=t_ok, other=0.0)
-    x_t = tl.load(Xc + bh * S + t, mask=t_ok, other=0.0)
+    base, row = bh * S * DH, bh * S
+    q, b_t, x_t = _load_queries(Q, Bc, Xc, base, row, t, d, S, DH, IEEE)
 
     m = tl.full([BLOCK_T], float("-inf"), tl.float32)
     arg = tl.zeros([BLOCK_T], tl.int32)
@@ -86,15 +119,7 @@ def _fwd_kernel(Q, K, V, Bc, Xc, I, H, M, N, DEN, ARG, S, DH, scale, eps,
     acc = tl.zeros([BLOCK_T, BLOCK_D], tl.float32)
     for s0 in range(0, S, BLOCK_S):
         s = s0 + tl.arange(0, BLOCK_S)
-        s_ok = s < S
-        kv_mask = s_ok[:, None] & d_ok[None, :]
-        k = tl.load(K + base + s[:, None] * DH + d[None, :], mask=kv_mask, other=0.0)
-        v = tl.load(V + base + s[:, None] * DH + d[None, :], mask=kv_mask, other=0.0)
-        if IEEE:
-            k, v = k.to(tl.float32), v.to(tl.float32)
-        b_s = tl.load(Bc + bh * S + s, mask=s_ok, other=0.0)
-        x_s = tl.load(Xc + bh * S + s, mask=s_ok, other=0.0)
-        i_s = tl.load(I + bh * S + s, mask=s_ok, other=0.0)
+        k, v, b_s, x_s, i_s = _load_keys(K, V, Bc, Xc, I, base, row, s, d, S, DH, IEEE)
         log_d, _ = _log_d(b_t, x_t, b_s, x_s, i_s, t, s, S)
         blk_max = tl.max(log_d, 1)
         blk_arg = tl.argmax(log_d, 1).to(tl.int32) + s0
@@ -115,10 +140,10 @@ def _fwd_kernel(Q, K, V, Bc, Xc, I, H, M, N, DEN, ARG, S, DH, scale, eps,
     n = tl.maximum(tl.abs(den), tl.exp(-m)) + eps
     h = acc / n[:, None]
     tl.store(H + base + t[:, None] * DH + d[None, :], h.to(H.dtype.element_ty), mask=t_ok[:, None] & d_ok[None, :])
-    tl.store(M + bh * S + t, m, mask=t_ok)
-    tl.store(N + bh * S + t, n, mask=t_ok)
-    tl.store(DEN + bh * S + t, den, mask=t_ok)
-    tl.store(ARG + bh * S + t, arg, mask=t_ok)
+    tl.store(M + row + t, m, mask=t_ok)
+    tl.store(N + row + t, n, mask=t_ok)
+    tl.store(DEN + row + t, den, mask=t_ok)
+    tl.store(ARG + row + t, arg, mask=t_ok)
 
 
 @triton.jit
@@ -147,31 +172,16 @@ def _bwd_q_kernel(Q, K, V, Bc, Xc, I, M, DNUM, DDEN, DQ, ROWS_LO, ROWS_UP, S, DH
     t = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
     d = tl.arange(0, BLOCK_D)
     t_ok, d_ok = t < S, d < DH
-    base = bh * S * DH
-    qd_mask = t_ok[:, None] & d_ok[None, :]
-    q = tl.load(Q + base + t[:, None] * DH + d[None, :], mask=qd_mask, other=0.0)
-    if IEEE:
-        q = q.to(tl.float32)
-    dnum = tl.load(DNUM + base + t[:, None] * DH + d[None, :], mask=qd_mask, other=0.0)
-    dden = tl.load(DDEN + bh * S + t, mask=t_ok, other=0.0)
-    m_t = tl.load(M + bh * S + t, mask=t_ok, other=0.0)
-    b_t = tl.load(Bc + bh * S + t, mask=t_ok, other=0.0)
-    x_t = tl.load(Xc + bh * S + t, mask=t_ok, other=0.0)
+    base, row = bh * S * DH, bh * S
+    q, b_t, x_t = _load_queries(Q, Bc, Xc, base, row, t, d, S, DH, IEEE)
+    dnum, dden, m_t = _load_row_grads(DNUM, DDEN, M, base, row, t, d, S, DH)
 
     dq = tl.zeros([BLOCK_T, BLOCK_D], tl.float32)
     rows_lo = tl.zeros([BLOCK_T], tl.float32)
     rows_up = tl.zeros([BLOCK_T], tl.float32)
     for s0 in range(0, S, BLOCK_S):
         s = s0 + tl.arange(0, BLOCK_S)
-        s_ok = s < S
-        kv_mask = s_ok[:, None] & d_ok[None, :]
-        k = tl.load(K + base + s[:, None] * DH + d[None, :], mask=kv_mask, other=0.0)
-        v = tl.load(V + base + s[:, None] * DH + d[None, :], mask=kv_mask, other=0.0)
-        if IEEE:
-            k, v = k.to(tl.float32), v.to(tl.float32)
-        b_s = tl.load(Bc + bh * S + s, mask=s_ok, other=0.0)
-        x_s = tl.load(Xc + bh * S + s, mask=s_ok, other=0.0)
-        i_s = tl.load(I + bh * S + s, mask=s_ok, other=0.0)
+        k, v, b_s, x_s, i_s = _load_keys(K, V, Bc, Xc, I, base, row, s, d, S, DH, IEEE)
         c, ds, r, lower = _tile_grads(q, k, v, dnum, dden, m_t, b_t, x_t, b_s, x_s, i_s, t, s, S, scale, IEEE)
         if IEEE:
             dq += tl.dot(ds, k, input_precision="ieee")
@@ -179,9 +189,9 @@ def _bwd_q_kernel(Q, K, V, Bc, Xc, I, M, DNUM, DDEN, DQ, ROWS_LO, ROWS_UP, S, DH
             dq += tl.dot(ds.to(k.dtype), k)
         rows_lo += tl.sum(tl.where(lower, r, 0.0), 1)
         rows_up += tl.sum(tl.where(lower, 0.0, r), 1)
-    tl.store(DQ + base + t[:, None] * DH + d[None, :], dq, mask=qd_mask)
-    tl.store(ROWS_LO + bh * S + t, rows_lo, mask=t_ok)
-    tl.store(ROWS_UP + bh * S + t, rows_up, mask=t_ok)
+    tl.store(DQ + base + t[:, None] * DH + d[None, :], dq, mask=t_ok[:, None] & d_ok[None, :])
+    tl.store(ROWS_LO + row + t, rows_lo, mask=t_ok)
+    tl.store(ROWS_UP + row + t, rows_up, mask=t_ok)
 
 
 @triton.jit
@@ -192,15 +202,8 @@ def _bwd_kv_kernel(Q, K, V, Bc, Xc, I, M, DNUM, DDEN, DK, DV, COLS_LO, COLS_UP, 
     s = pid_s * BLOCK_S + tl.arange(0, BLOCK_S)
     d = tl.arange(0, BLOCK_D)
     s_ok, d_ok = s < S, d < DH
-    base = bh * S * DH
-    kv_mask = s_ok[:, None] & d_ok[None, :]
-    k = tl.load(K + base + s[:, None] * DH + d[None, :], mask=kv_mask, other=0.0)
-    v = tl.load(V + base + s[:, None] * DH + d[None, :], mask=kv_mask, other=0.0)
-    if IEEE:
-        k, v = k.to(tl.float32), v.to(tl.float32)
-    b_s = tl.load(Bc + bh * S + s, mask=s_ok, other=0.0)
-    x_s = tl.load(Xc + bh * S + s, mask=s_ok, other=0.0)
-    i_s = tl.load(I + bh * S + s, mask=s_ok, other=0.0)
+    base, row = bh * S * DH, bh * S
+    k, v, b_s, x_s, i_s = _load_keys(K, V, Bc, Xc, I, base, row, s, d, S, DH, IEEE)
 
     dk = tl.zeros([BLOCK_S, BLOCK_D], tl.float32)
     dv = tl.zeros([BLOCK_S, BLOCK_D], tl.float32)
@@ -208,16 +211,8 @@ def _bwd_kv_kernel(Q, K, V, Bc, Xc, I, M, DNUM, DDEN, DK, DV, COLS_LO, COLS_UP, 
     cols_up = tl.zeros([BLOCK_S], tl.float32)
     for t0 in range(0, S, BLOCK_T):
         t = t0 + tl.arange(0, BLOCK_T)
-        t_ok = t < S
-        qd_mask = t_ok[:, None] & d_ok[None, :]
-        q = tl.load(Q + base + t[:, None] * DH + d[None, :], mask=qd_mask, other=0.0)
-        if IEEE:
-            q = q.to(tl.float32)
-        dnum = tl.load(DNUM + base + t[:, None] * DH + d[None, :], mask=qd_mask, other=0.0)
-        dden = tl.load(DDEN + bh * S + t, mask=t_ok, other=0.0)
-        m_t = tl.load(M + bh * S + t, mask=t_ok, other=0.0)
-        b_t = tl.load(Bc + bh * S + t, mask=t_ok, other=0.0)
-        x_t = tl.load(Xc + bh * S + t, mask=t_ok, other=0.0)
+        q, b_t, x_t = _load_queries(Q, Bc, Xc, base, row, t, d, S, DH, IEEE)
+        dnum, dden, m_t = _load_row_grads(DNUM, DDEN, M, base, row, t, d, S, DH)
         c, ds, r, lower = _tile_grads(q, k, v, dnum, dden, m_t, b_t, x_t, b_s, x_s, i_s, t, s, S, scale, IEEE)
         c = tl.where((t[:, None] < S) & (s[None, :] < S), c, 0.0)
         if IEEE:
@@ -228,10 +223,11 @@ def _bwd_kv_kernel(Q, K, V, Bc, Xc, I, M, DNUM, DDEN, DK, DV, COLS_LO, COLS_UP, 
             dk += tl.dot(tl.trans(ds).to(q.dtype), q)
         cols_lo += tl.sum(tl.where(lower, r, 0.0), 0)
         cols_up += tl.sum(tl.where(lower, 0.0, r), 0)
+    kv_mask = s_ok[:, None] & d_ok[None, :]
     tl.store(DK + base + s[:, None] * DH + d[None, :], dk, mask=kv_mask)
     tl.store(DV + base + s[:, None] * DH + d[None, :], dv, mask=kv_mask)
-    tl.store(COLS_LO + bh * S + s, cols_lo, mask=s_ok)
-    tl.store(COLS_UP + bh * S + s, cols_up, mask=s_ok)
+    tl.store(COLS_LO + row + s, cols_lo, mask=s_ok)
+    tl.store(COLS_UP + row + s, cols_up, mask=s_ok)
 
 
 # ---------------------------------------------------------------------------------------------- autograd
