@@ -41,15 +41,26 @@ class RunReport(LoggerDestination):
         self.folder: Path | None = None
         self.rows: list[tuple[int, str, float]] = []
         self.max_batches: int | None = None
+        self._restored: list[tuple[int, str, float]] | None = None
 
     # -- Composer hooks ---------------------------------------------------------------------------------------
     def init(self, state: State, logger: Logger) -> None:
         self.folder = Path(self.folder_template.format(run_name=state.run_name))
 
+    def state_dict(self) -> dict[str, Any]:
+        """The metric history travels in every checkpoint, so a resumed run continues it exactly."""
+        return {"rows": [list(r) for r in self.rows]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._restored = [(int(s), str(n), float(v)) for s, n, v in state.get("rows", [])]
+
     def fit_start(self, state: State, logger: Logger) -> None:
         step = int(state.timestamp.batch)
         existing = self.folder / "metrics.csv"
-        if existing.exists():  # resumed run: keep history up to the checkpoint we resumed from
+        if self._restored is not None:  # resumed from a checkpoint: its history up to that checkpoint
+            self.rows = [r for r in self._restored if r[0] <= step]
+            self._restored = None
+        elif existing.exists():  # a checkpoint without that history: the run directory's file
             with open(existing, newline="") as f:
                 self.rows = [(int(s), n, float(v)) for s, n, v in list(csv.reader(f))[1:] if int(s) <= step]
         if state.max_duration is not None and state.max_duration.unit.name == "BATCH":

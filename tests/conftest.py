@@ -1,10 +1,16 @@
 """Test setup: the repository root is importable (experiments/, data_tools/, kernels/ are not installed packages),
-dnax's cache goes to a per-session temporary folder, and runs write under a temporary working directory."""
+dnax's cache goes to a per-session temporary folder, runs write under a temporary working directory, and without a
+GPU Triton kernels run in Triton's interpreter (set before anything imports triton: it is read when kernels are
+decorated, and some tests import libraries that import triton)."""
 import os
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

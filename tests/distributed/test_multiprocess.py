@@ -107,7 +107,8 @@ def test_fsdp1_on_cpu_is_a_one_line_error(work):
 
 def test_sigkill_then_same_command_resumes_exactly(work):
     """MLM with RC augmentation, 1 process: killed once step 1 or 2 is checkpointed; a partial next checkpoint
-    is left behind as if the kill hit its write; the same command finishes the run."""
+    is left behind as if the kill hit its write, and metrics.csv is gone (the metric history travels in the
+    checkpoint); the same command finishes the run."""
     steps = ["steps(4)"]
     cmd = [sys.executable, "-m", "dnax.run", "tests.distributed.configs.mlm", *TINY, *steps, "trainer.run_name='kill'"]
     ckpt = work / "runs/kill/checkpoints"
@@ -125,6 +126,7 @@ def test_sigkill_then_same_command_resumes_exactly(work):
     assert killed_at < 4, "killed too late: the run had finished"
     partial = ckpt / f"ep0-ba{killed_at + 1}-rank0.pt"
     partial.write_bytes(b"PK\x03\x04 truncated")  # a write cut short (or a complete one never linked as latest)
+    (work / "runs/kill/metrics.csv").unlink(missing_ok=True)  # the kill may beat the file: the checkpoint has it
     assert subprocess.run(cmd, cwd=work, env=_env(), capture_output=True, timeout=300).returncode == 0
     assert (ckpt / "interrupted" / partial.name).read_bytes().endswith(b"truncated")
     threads = torch.get_num_threads()
