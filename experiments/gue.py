@@ -8,7 +8,7 @@ split is drawn from the training data. Recipe: the Genomic Benchmarks one (`expe
 d_model 128, PH with RC augmentation, 10 epochs, batch 64, AdamW lr 6e-4), headline MCC (as GUE reports). The data
 folder is `$DNAX_GUE_DIR`, else `../shared/data/gue` beside the checkout, else `/work/shared/data/gue`.
 
-    python -m dnax.run experiments.gue sample from_run('runs/<pretraining run>')
+    python -m dnax.run experiments.gue sample "from_run('runs/<pretraining run>')"
     python -m dnax.run experiments.gue "task('tf/0')" sample cnn
     python -m dnax.sweep experiments.gue --seeds 1-3 --lrs 6e-4 sample
 """
