@@ -36,7 +36,13 @@ import torch
 from torch import nn
 
 from dnax.models.backbones.mamba import MambaBlock, make_norm, padded_vocab_size
-from dnax.models.layers.mamba import Mamba, mamba_lm_init_, reset_module_parameters_
+from dnax.models.layers.mamba import (
+    Mamba,
+    cuda_kernels,
+    mamba_lm_init_,
+    reset_module_parameters_,
+    ssm_both_directions,
+)
 from dnax.models.layers.rcps import (RCPSAddNormWrapper, RCPSEmbedding, RCPSLMHead, RCPSWrapper,
                                      _complement_tensor, rc)
 
@@ -93,7 +99,10 @@ class BiMamba(nn.Module):
         if self.weight_tie and self.strategy == "add" and not fwd._fused_cuda(x):
             # shared projections act per position: in_proj once, then one out_proj on the summed inner states
             xz = fwd.in_proj(x)
-            y = fwd.ssm(xz) + rev.ssm(xz.flip(1)).flip(1)
+            if xz.is_cuda and cuda_kernels().get("selective_scan_fn") is not None:
+                y = fwd.ssm(xz) + rev.ssm(xz.flip(1)).flip(1)
+            else:  # the dnax scan: both directions in one call
+                y = ssm_both_directions(fwd, rev, xz)
             out = fwd.out_proj(y)
             return out if fwd.out_proj.bias is None else out + fwd.out_proj.bias  # both directions add the bias
         out_rev = rev(x.flip(1)).flip(1)

@@ -139,13 +139,18 @@ class Mamba(nn.Module):
             return self._forward_fused_cuda(hidden_states)
         return self.out_proj(self.ssm(self.in_proj(hidden_states)))
 
-    def ssm(self, xz: torch.Tensor) -> torch.Tensor:
-        """Everything between the projections: in_proj output (B, L, 2E) -> gated scan output (B, L, E)."""
+    def scan_inputs(self, xz: torch.Tensor):
+        """in_proj output (B, L, 2E) -> the scan's inputs in (B, L, .) layout: x, z, dt (B, L, E), B, C (B, L, N)
+        and A (E, N)."""
         x, z = xz.chunk(2, dim=-1)
         x = _DepthwiseConvFn.apply(x, self.conv1d.weight, self.conv1d.bias, self.d_conv - 1, True)  # SiLU(conv)
         dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = F.linear(dt, self.dt_proj.weight)  # bias enters the scan as delta_bias
-        A = -torch.exp(self.A_log.float())
+        return x, z, dt, B, C, -torch.exp(self.A_log.float())
+
+    def ssm(self, xz: torch.Tensor) -> torch.Tensor:
+        """Everything between the projections: in_proj output (B, L, 2E) -> gated scan output (B, L, E)."""
+        x, z, dt, B, C, A = self.scan_inputs(xz)
         args = (x.transpose(1, 2), dt.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2), self.D.float())
         kw = dict(z=z.transpose(1, 2), delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
         kernel = cuda_kernels().get("selective_scan_fn") if xz.is_cuda else None
@@ -165,6 +170,20 @@ class Mamba(nn.Module):
             self.out_proj.bias, -torch.exp(self.A_log.float()), None, None, self.D.float(),
             delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
         return out
+
+
+def ssm_both_directions(fwd: Mamba, rev: Mamba, xz: torch.Tensor) -> torch.Tensor:
+    """`fwd.ssm(xz) + rev.ssm(xz.flip(1)).flip(1)` with ONE dnax scan over both directions' channels (B and C as two
+    groups): half the time steps of two calls, the same arithmetic per channel. CPU / no-kernel path."""
+    pf, pr = fwd.scan_inputs(xz), rev.scan_inputs(xz.flip(1))
+    cat = lambda a, b: torch.cat([a, b], dim=-1).transpose(1, 2)  # noqa: E731  (B, L, E) x 2 -> (B, 2E, L)
+    groups = lambda a, b: torch.stack([a, b], dim=1).transpose(2, 3)  # noqa: E731  (B, L, N) x 2 -> (B, 2, N, L)
+    y = selective_scan(cat(pf[0], pr[0]), cat(pf[2], pr[2]), torch.cat([pf[5], pr[5]]), groups(pf[3], pr[3]),
+                       groups(pf[4], pr[4]), torch.cat([fwd.D.float(), rev.D.float()]), z=cat(pf[1], pr[1]),
+                       delta_bias=torch.cat([fwd.dt_proj.bias.float(), rev.dt_proj.bias.float()]),
+                       delta_softplus=True, **({"chunk_size": fwd.chunk_size} if fwd.chunk_size else {}))
+    y_fwd, y_rev = y.transpose(1, 2).chunk(2, dim=-1)
+    return y_fwd + y_rev.flip(1)
 
 
 def mamba2_mixer(d_model: int, layer_idx: int | None = None, **kwargs) -> nn.Module:
