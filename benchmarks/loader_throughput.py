@@ -33,9 +33,7 @@ import cProfile
 import gc
 import gzip
 import io
-import json
 import os
-import platform
 import pstats
 import resource
 import shutil
@@ -47,8 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.machine import cpu_model
-from dnax.atomic import atomic_write_text
+from benchmarks.machine import host, write_result
 
 # the 70 Mbp GRCh37 chrX of ../shared/data beside the checkout (override with --fasta)
 SRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "human_dna" / "GRCh37_chrX_first70Mb.fa.gz"
@@ -453,8 +450,7 @@ def main(argv=None) -> int:
     result = {
         "benchmark": "python -m benchmarks.loader_throughput",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": {"cpu": cpu_model(), "cores": os.cpu_count(), "loadavg_start": round(os.getloadavg()[0], 2),
-                 "python": platform.python_version()},
+        "host": host(),
         "versions": {"torch": torch.__version__, "streaming": streaming.__version__,
                      "pyfaidx": pyfaidx.__version__, "numpy": np.__version__},
         "rows": [], "conversion": {}, "notes": [],
@@ -546,13 +542,7 @@ def main(argv=None) -> int:
         "The machine's 2 cores were shared with other jobs throughout: compare windows/CPU-s, and rows run close "
         "together, rather than absolute windows/s.",
     ]
-    result["host"]["loadavg_end"] = round(os.getloadavg()[0], 2)
-    result["total_seconds"] = round(time.perf_counter() - t_start, 1)
-
-    out = Path(args.out)
-    atomic_write_text(out, json.dumps(result, indent=1) + "\n")
-    atomic_write_text(out.with_suffix(".md"), markdown(result))
-    print(f"wrote {out} and {out.with_suffix('.md')} ({result['total_seconds']} s)")
+    write_result(result, args.out, markdown, t_start)
     return 0
 
 

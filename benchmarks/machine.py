@@ -1,8 +1,14 @@
-"""The machine a benchmark ran on, recorded beside every result."""
+"""The machine a benchmark ran on, recorded beside every result, and the shared way results are written."""
 from __future__ import annotations
 
+import json
+import os
 import platform
+import time
 from pathlib import Path
+from typing import Any, Callable
+
+from dnax.atomic import atomic_write_text
 
 
 def cpu_model() -> str:
@@ -14,3 +20,21 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
+
+
+def host() -> dict[str, Any]:
+    """CPU model, core count, Python and the 1-minute load average when the benchmark starts."""
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "loadavg_start": round(os.getloadavg()[0], 2),
+            "python": platform.python_version()}
+
+
+def write_result(result: dict[str, Any], out: str | os.PathLike, markdown: Callable[[dict], str],
+                 t_start: float) -> None:
+    """Record the end load and the run time in `result`, then write it as `out` (JSON) and `out` with `.md`
+    (`markdown(result)`), each atomically."""
+    result["host"]["loadavg_end"] = round(os.getloadavg()[0], 2)
+    result["total_seconds"] = round(time.perf_counter() - t_start, 1)
+    out = Path(out)
+    atomic_write_text(out, json.dumps(result, indent=1) + "\n")
+    atomic_write_text(out.with_suffix(".md"), markdown(result))
+    print(f"wrote {out} and {out.with_suffix('.md')} ({result['total_seconds']} s)")

@@ -20,17 +20,14 @@ without dnax's fix and records how many trials corrupted a shard.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmarks.loader_throughput import SEQ_LEN, SRC, cpu_times, write_slice
-from benchmarks.machine import cpu_model
-from dnax.atomic import atomic_write_text
+from benchmarks.machine import host, write_result
 
 BUCKET = "dnax-bench"
 BATCH = 64
@@ -172,8 +169,7 @@ def main(argv=None) -> int:
     result = {
         "benchmark": "python -m benchmarks.streaming_s3",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": {"cpu": cpu_model(), "cores": os.cpu_count(), "loadavg_start": round(os.getloadavg()[0], 2),
-                 "python": platform.python_version()},
+        "host": host(),
         "versions": {"streaming": streaming.__version__, "boto3": boto3.__version__,
                      "node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()},
         "rows": [], "raw_downloads": [], "notes": [],
@@ -226,12 +222,7 @@ def main(argv=None) -> int:
         "is a small part of a cold epoch.",
         "The machine's 2 cores were shared with other jobs (see the load column): compare rows run close together.",
     ]
-    result["host"]["loadavg_end"] = round(os.getloadavg()[0], 2)
-    result["total_seconds"] = round(time.perf_counter() - t_start, 1)
-    out = Path(args.out)
-    atomic_write_text(out, json.dumps(result, indent=1) + "\n")
-    atomic_write_text(out.with_suffix(".md"), markdown(result))
-    print(f"wrote {out} and {out.with_suffix('.md')} ({result['total_seconds']} s)")
+    write_result(result, args.out, markdown, t_start)
     return 0
 
 
