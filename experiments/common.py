@@ -36,6 +36,14 @@ def registered() -> dict[str, Callable[[], fdl.Buildable]]:
     return dict(_INDEX)
 
 
+def with_overrides(cfg: fdl.Config, **overrides) -> fdl.Config:
+    """`cfg` with each keyword set on it (a backbone's paper defaults, changed where a variant says so); an unknown
+    name fails when the config is built."""
+    for name, value in overrides.items():
+        setattr(cfg, name, value)
+    return cfg
+
+
 def pretrain(
     backbone: fdl.Config,
     *,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import fiddle as fdl
 
 from dnax.models.backbones.caduceus import CaduceusLM
-from experiments.common import at_32k, experiment, pretrain
+from experiments.common import at_32k, experiment, pretrain, with_overrides
 from experiments.hg38_mamba import INITIALIZER_CFG, SSM_CFG
 
 
@@ -30,9 +30,7 @@ def caduceus_backbone(rcps: bool, **overrides) -> fdl.Config:
                      ssm_cfg=dict(SSM_CFG), rms_norm=True, fused_add_norm=True, residual_in_fp32=False,
                      norm_epsilon=1e-5, initializer_cfg=dict(INITIALIZER_CFG), bidirectional=True,
                      bidirectional_strategy="add", bidirectional_weight_tie=True, rcps=rcps)
-    for name, value in overrides.items():
-        setattr(cfg, name, value)
-    return cfg
+    return with_overrides(cfg, **overrides)
 
 
 @experiment

@@ -17,7 +17,7 @@ from __future__ import annotations
 import fiddle as fdl
 
 from dnax.models.backbones.hyena import HyenaLM
-from experiments.common import at_32k, experiment, pretrain
+from experiments.common import at_32k, experiment, pretrain, with_overrides
 
 
 def hyena_backbone(**overrides) -> fdl.Config:
@@ -40,9 +40,7 @@ def hyena_backbone(**overrides) -> fdl.Config:
         residual_in_fp32=True,
         pad_vocab_size_multiple=8,
     )
-    for name, value in overrides.items():
-        setattr(cfg, name, value)
-    return cfg
+    return with_overrides(cfg, **overrides)
 
 
 @experiment

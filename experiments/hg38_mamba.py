@@ -16,7 +16,7 @@ from __future__ import annotations
 import fiddle as fdl
 
 from dnax.models.backbones.mamba import MambaLM
-from experiments.common import at_32k, experiment, pretrain
+from experiments.common import at_32k, experiment, pretrain, with_overrides
 
 #: the reference `ssm_cfg` (caduceus / DNA-xLSTM `configs/model/caduceus.yaml`), shared with hg38_caduceus
 SSM_CFG = dict(d_state=16, d_conv=4, expand=2, dt_rank="auto", dt_min=0.001, dt_max=0.1, dt_init="random",
@@ -29,9 +29,7 @@ def mamba_backbone(**overrides) -> fdl.Config:
     cfg = fdl.Config(MambaLM, d_model=128, n_layer=4, vocab_size=12, pad_vocab_size_multiple=8,
                      ssm_cfg=dict(SSM_CFG), rms_norm=True, fused_add_norm=True, residual_in_fp32=False,
                      initializer_cfg=dict(INITIALIZER_CFG))
-    for name, value in overrides.items():
-        setattr(cfg, name, value)
-    return cfg
+    return with_overrides(cfg, **overrides)
 
 
 @experiment

@@ -16,7 +16,7 @@ import fiddle as fdl
 
 from dnax.models.backbones.transformer_pp import TransformerPPLM
 from dnax.models.objectives import CausalLM
-from experiments.common import at_32k, experiment, pretrain
+from experiments.common import at_32k, experiment, pretrain, with_overrides
 
 
 def transformer_pp_backbone(**overrides) -> fdl.Config:
@@ -33,9 +33,7 @@ def transformer_pp_backbone(**overrides) -> fdl.Config:
         dropout=0.0,
         bidirectional=True,
     )
-    for name, value in overrides.items():
-        setattr(cfg, name, value)
-    return cfg
+    return with_overrides(cfg, **overrides)
 
 
 @experiment

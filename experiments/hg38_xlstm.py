@@ -15,7 +15,7 @@ import fiddle as fdl
 from dnax.algorithms.reverse_complement import ReverseComplementAugmentation
 from dnax.models.backbones.xlstm import XLSTMLM
 from dnax.models.objectives import CausalLM
-from experiments.common import at_32k, experiment, pretrain
+from experiments.common import at_32k, experiment, pretrain, with_overrides
 
 
 def mlstm_backbone(**overrides) -> fdl.Config:
@@ -35,9 +35,7 @@ def mlstm_backbone(**overrides) -> fdl.Config:
         bidirectional=True,
         bidirectional_alternating=False,
     )
-    for name, value in overrides.items():
-        setattr(cfg, name, value)
-    return cfg
+    return with_overrides(cfg, **overrides)
 
 
 @experiment
