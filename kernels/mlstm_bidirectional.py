@@ -3,7 +3,7 @@
     h = mlstm_bidirectional(q, k, v, i, f)        # q, k, v (B, NH, S, DH); i, f (B, NH, S) gate pre-activations
 
 Semantics (DNA-xLSTM's native bidirectional cell, `mlstm_bidirectional_ref` below): with lf = logsigmoid(f),
-b = cumsum(lf) (inclusive) and x = b - lf (exclusive),
+b = cumsum(lf) (inclusive) and x = -(reversed inclusive cumsum of lf), so x_s - x_t = sum_{u=t}^{s-1} lf_u,
 
     log D[t, s] = b_t - b_s + i_s   for s <= t        (forward decay, the causal mLSTM)
     log D[t, s] = x_s - x_t + i_s   for s >  t        (reversed decay: sum_{u=t}^{s-1} lf_u + i_s)
@@ -25,8 +25,11 @@ kernel runs only under `TRITON_INTERPRET=1` (tests); `mlstm_bidirectional_ref` i
 """
 from __future__ import annotations
 
+import functools
+import json
 import math
 import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -233,11 +236,40 @@ def _bwd_kv_kernel(Q, K, V, Bc, Xc, I, M, DNUM, DDEN, DK, DV, COLS_LO, COLS_UP, 
 # ---------------------------------------------------------------------------------------------- autograd
 
 
-def _blocks(S: int, DH: int) -> tuple[int, int, int]:
+#: tuned launch configurations, written by `python -m benchmarks.mlstm_bidirectional_tune` on a GPU:
+#: {"sm90": {"bf16": {"128": {"fwd": [BLOCK_T, BLOCK_S, num_warps, num_stages], "bwd_q": [...], "bwd_kv": [...]}}}}
+TUNED_PATH = Path(__file__).with_name("mlstm_bidirectional_tuned.json")
+PHASES = ("fwd", "bwd_q", "bwd_kv")
+
+
+@functools.lru_cache(maxsize=None)
+def _tuned_table(path: str) -> dict:
+    return json.loads(Path(path).read_text()) if Path(path).exists() else {}
+
+
+def default_config(S: int, DH: int) -> tuple[int, int, int, int]:
+    """Tiles that fit any GPU's registers/shared memory (and the interpreter): (BLOCK_T, BLOCK_S, warps, stages)."""
     block_d = max(16, triton.next_power_of_2(DH))
     block = 64 if block_d <= 64 else (32 if block_d <= 128 else 16)
     block = min(block, max(16, triton.next_power_of_2(S)))
-    return block, block, block_d
+    return block, block, 4, 2
+
+
+def launch_config(S: int, DH: int, q: torch.Tensor, phase: str) -> dict:
+    """Launch parameters of one kernel: the tuned entry for this GPU architecture, dtype and head dim when
+    `mlstm_bidirectional_tuned.json` has one (bf16/fp16 only: fp32 `ieee` tiles keep the small default), else
+    `default_config`. Tiles never exceed the (power-of-two) sequence length."""
+    bt, bs, warps, stages = default_config(S, DH)
+    if q.is_cuda and not _fp32_dots(q):
+        major, minor = torch.cuda.get_device_capability(q.device)
+        dtype = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(q.dtype)
+        entry = (_tuned_table(str(TUNED_PATH)).get(f"sm{major}{minor}", {}).get(dtype, {})
+                 .get(str(max(16, triton.next_power_of_2(DH))), {}).get(phase))
+        if entry:
+            bt, bs, warps, stages = entry
+    cap = max(16, triton.next_power_of_2(S))
+    return dict(BLOCK_T=min(bt, cap), BLOCK_S=min(bs, cap), BLOCK_D=max(16, triton.next_power_of_2(DH)),
+                num_warps=warps, num_stages=stages)
 
 
 def _fp32_dots(q: torch.Tensor) -> bool:
@@ -247,7 +279,8 @@ def _fp32_dots(q: torch.Tensor) -> bool:
 
 
 class _MLSTMBidirectional(torch.autograd.Function):
-    """Inputs flattened to (X, S, DH) / (X, S); b, x: inclusive / exclusive cumsum of logsigmoid(f), fp32."""
+    """Inputs flattened to (X, S, DH) / (X, S); b: inclusive cumsum of logsigmoid(f), x: minus
+    its reversed inclusive cumsum, fp32."""
 
     @staticmethod
     def forward(ctx, q, k, v, i, b, x, eps):
@@ -259,11 +292,9 @@ class _MLSTMBidirectional(torch.autograd.Function):
         h = torch.empty_like(q)
         m, n, den = (torch.empty(X, S, device=q.device, dtype=torch.float32) for _ in range(3))
         arg = torch.empty(X, S, device=q.device, dtype=torch.int32)
-        bt, bs, bd = _blocks(S, DH)
-        ieee = _fp32_dots(q)
-        scale = DH**-0.5
-        _fwd_kernel[(triton.cdiv(S, bt), X)](q, k, v, b, x, i, h, m, n, den, arg, S, DH, scale, eps,
-                                              BLOCK_T=bt, BLOCK_S=bs, BLOCK_D=bd, IEEE=ieee)
+        cfg = launch_config(S, DH, q, "fwd")
+        _fwd_kernel[(triton.cdiv(S, cfg["BLOCK_T"]), X)](q, k, v, b, x, i, h, m, n, den, arg, S, DH, DH**-0.5, eps,
+                                                         IEEE=_fp32_dots(q), **cfg)
         ctx.save_for_backward(q, k, v, i, b, x, h, m, n, den, arg)
         ctx.eps = eps
         return h
@@ -281,14 +312,13 @@ class _MLSTMBidirectional(torch.autograd.Function):
         dq, dk, dv = (torch.empty(X, S, DH, device=q.device, dtype=torch.float32) for _ in range(3))
         rows_lo, rows_up, cols_lo, cols_up = (torch.empty(X, S, device=q.device, dtype=torch.float32)
                                               for _ in range(4))
-        bt, bs, bd = _blocks(S, DH)
-        ieee = _fp32_dots(q)
-        scale = DH**-0.5
-        args = dict(BLOCK_T=bt, BLOCK_S=bs, BLOCK_D=bd, IEEE=ieee)
-        _bwd_q_kernel[(triton.cdiv(S, bt), X)](q, k, v, b, x, i, m, dnum, dden, dq, rows_lo, rows_up, S, DH,
-                                                scale, **args)
-        _bwd_kv_kernel[(triton.cdiv(S, bs), X)](q, k, v, b, x, i, m, dnum, dden, dk, dv, cols_lo, cols_up, S, DH,
-                                                 scale, **args)
+        ieee, scale = _fp32_dots(q), DH**-0.5
+        cfg = launch_config(S, DH, q, "bwd_q")
+        _bwd_q_kernel[(triton.cdiv(S, cfg["BLOCK_T"]), X)](q, k, v, b, x, i, m, dnum, dden, dq, rows_lo, rows_up,
+                                                            S, DH, scale, IEEE=ieee, **cfg)
+        cfg = launch_config(S, DH, q, "bwd_kv")
+        _bwd_kv_kernel[(triton.cdiv(S, cfg["BLOCK_S"]), X)](q, k, v, b, x, i, m, dnum, dden, dk, dv, cols_lo,
+                                                             cols_up, S, DH, scale, IEEE=ieee, **cfg)
         db = rows_lo - cols_lo
         dx = cols_up - rows_up
         di = cols_lo + cols_up
@@ -306,15 +336,21 @@ class _MLSTMBidirectional(torch.autograd.Function):
         return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), di, db, dx, None
 
 
+def cumulative_gates(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(b, x) in fp32 with b_t - b_s = sum_{u=s+1}^{t} lf_u (lower triangle) and x_s - x_t = sum_{u=t}^{s-1} lf_u
+    (upper), lf = logsigmoid(f). x is minus the reversed cumsum, as the reference forms the upper triangle, not
+    b - lf: that difference of prefix sums growing with t loses fp32 precision late in long sequences."""
+    lf = F.logsigmoid(f.float())
+    return lf.cumsum(-1), -lf.flip(-1).cumsum(-1).flip(-1)
+
+
 def mlstm_bidirectional(q, k, v, i, f, eps: float = EPS) -> torch.Tensor:
     """Native bidirectional mLSTM in linear memory (Triton). q, k, v (..., S, DH); i, f (..., S) -> h like q.
 
     Same math as `mlstm_bidirectional_ref`; gradients for q, k, v, i and f.
     """
     lead, (S, DH) = q.shape[:-2], q.shape[-2:]
-    lf = F.logsigmoid(f.float())
-    b = lf.cumsum(-1)
-    x = b - lf
+    b, x = cumulative_gates(f)
     flat = lambda t, *tail: t.reshape(-1, S, *tail)  # noqa: E731
     h = _MLSTMBidirectional.apply(flat(q, DH), flat(k, DH), flat(v, DH), flat(i.float()), flat(b), flat(x), eps)
     return h.reshape(*lead, S, DH)

@@ -38,19 +38,27 @@ def test_kernels_package_is_ours():
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_kernel_equals_reference_outputs_and_gradients(shape, dtype):
+    """Kernel vs the quadratic reference in fp64 from the same (rounded) inputs. The allowed error is the dtype's
+    tolerance, or 4x the error of the fp32 reference itself where that is larger: at long random sequences some
+    rows have a normaliser near cancellation and even the fp32 reference is off by ~1 there (seen on an H100 at
+    S = 1000 and 4097), which no fp32 computation can beat."""
     inputs = _inputs(shape, dtype)
     dh = torch.randn(shape, generator=torch.Generator().manual_seed(1)).to(DEVICE, dtype)
-    # the reference in fp64 from the same (rounded) inputs: the kernel computes in fp32
     ref_inputs = [t.detach().double().requires_grad_() for t in inputs]
     h_ref, g_ref = _run(mlstm_bidirectional_ref, ref_inputs, dh.double())
+    f32_inputs = [t.detach().float().requires_grad_() for t in inputs]
+    h_32, g_32 = _run(mlstm_bidirectional_ref, f32_inputs, dh.float())
     h, g = _run(mlstm_bidirectional, inputs, dh)
     assert h.dtype == dtype and all(a.dtype == dtype for a in g)
     tol = TOL[dtype]
-    torch.testing.assert_close(h.double(), h_ref, **tol)
-    for name, a, b in zip("qkvif", g, g_ref):
+    err = (h.double() - h_ref).abs()
+    allowed = torch.maximum(tol["atol"] + tol["rtol"] * h_ref.abs(), 4 * (h_32.double() - h_ref).abs().amax(-1, True))
+    assert (err <= allowed).all(), f"h: max error {err.max().item():.2e}, {(err > allowed).sum().item()} entries over"
+    for name, a, b, c in zip("qkvif", g, g_ref, g_32):
         scale = b.abs().max().item() or 1.0  # gradients span magnitudes: compare relative to their largest entry
         err = (a.double() - b).abs().max().item() / scale
-        assert err < tol["rtol"] * 10, f"d{name}: max error {err:.2e} relative to max |grad| {scale:.2e}"
+        limit = max(tol["rtol"] * 10, 4 * (c.double() - b).abs().max().item() / scale)
+        assert err < limit, f"d{name}: max error {err:.2e} relative to max |grad| {scale:.2e} (limit {limit:.2e})"
 
 
 def test_stabiliser_gradient_is_included():
@@ -84,7 +92,8 @@ def test_model_backend_wrapper_runs_the_kernel():
     inputs = [t.detach() for t in _inputs((2, 1, 19, 16), torch.float32, seed=6)]
     torch.testing.assert_close(mlstm_bidirectional_kernel(*inputs), mlstm_bidirectional_chunkwise(*inputs),
                                atol=1e-5, rtol=1e-5)
-    assert mlstm_backend_fn("auto", True, torch.device("cuda")) is mlstm_bidirectional_kernel
+    assert mlstm_backend_fn("kernel", True, torch.device("cuda")) is mlstm_bidirectional_kernel
+    assert mlstm_backend_fn("auto", True, torch.device("cuda")) is mlstm_bidirectional_chunkwise
     assert mlstm_backend_fn("parallel", True, torch.device("cuda")) is not mlstm_bidirectional_kernel
 
 
@@ -103,3 +112,19 @@ def test_reference_is_non_causal_and_normalised():
     v2[..., -1, :] += 1.0
     assert (mlstm_bidirectional_ref(q, k, v2, i, f) - h)[..., 0, :].abs().max() > 0
     assert math.isfinite(h.abs().max().item())
+
+
+def test_upper_triangle_decays_keep_fp32_precision_late_in_long_sequences():
+    """x_s - x_t late in a 20k sequence: within 1e-4 of fp64 and at least 4x closer than the exclusive prefix sum
+    b - lf used before (off by 1e-4 to 4e-4 there, which a near-cancelling normaliser turns into visible output
+    errors, seen on an H100)."""
+    from kernels.mlstm_bidirectional import cumulative_gates
+
+    f = torch.randn(1, 20000, generator=torch.Generator().manual_seed(0)) * 3 + 2
+    lf = torch.nn.functional.logsigmoid(f.double())[0]
+    b, x = cumulative_gates(f)
+    exclusive = b - torch.nn.functional.logsigmoid(f)
+    for t, s in [(19000, 19010), (19990, 19999), (18000, 18500)]:
+        exact = lf[t:s].sum().item()
+        new, old = (abs((y[0, s] - y[0, t]).item() - exact) for y in (x, exclusive))
+        assert new < 1e-4 and 4 * new < old, (t, s, new, old)

@@ -299,3 +299,25 @@ def test_rcps_mlstm_model_is_rc_equivariant():
         logits, rc_logits = model(ids), model(rc_ids)
         assert model.hidden_states(ids).shape == (2, 37, 64)
     torch.testing.assert_close(rc_logits, logits.flip(1)[..., comp], atol=1e-5, rtol=1e-5)
+
+
+def test_kernel_backend_gets_autocast_dtype_inputs_and_fp32_gates(monkeypatch):
+    """Under bf16 autocast q, k, v reach the cell in fp32 (RoPE, conv and head-wise projections compute in fp32);
+    the Triton backends must get them in bf16 (fp32 tiles ran ~12x slower on an H100) and the gates in fp32."""
+    import dnax.models.layers.mlstm as mlstm
+
+    seen = []
+
+    def spy(q, k, v, i, f, chunk_size, eps):
+        seen.append((q.dtype, k.dtype, v.dtype, i.dtype, f.dtype))
+        return torch.zeros_like(q)
+
+    monkeypatch.setattr(mlstm, "_kernels_fn", lambda device_type: spy)
+    model = XLSTMLM(d_model=32, n_layer=1, m_num_heads=2, max_length=16, m_position_embeddings=True,
+                    m_backend="kernel", bidirectional=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(torch.randint(7, 11, (1, 16)))
+    assert seen == [(torch.bfloat16,) * 3 + (torch.float32,) * 2]
+    seen.clear()
+    model(torch.randint(7, 11, (1, 16)))  # no autocast: inputs keep their dtype
+    assert seen == [(torch.float32,) * 5]

@@ -14,8 +14,8 @@ leading batch axes; the layer passes heads first, (NH, B, S, DH)):
 Native bidirectional mLSTM (DNA-xLSTM `m_backend_bidirectional`): the gate matrix is the causal one on and below
 the diagonal and, above it, log D[t, s] = sum_{u=t}^{s-1} log sigmoid(f_u) + i_s (reversed cumulative forget
 gates); one row-max stabiliser and one normaliser over the whole row. `mlstm_bidirectional_parallel` is that
-quadratic reference; `mlstm_bidirectional_chunkwise` computes the same in linear memory; on CUDA, backend
-'kernel' (and 'auto') runs dnax's Triton kernel (`kernels/mlstm_bidirectional.py`), the same math again.
+quadratic reference; `mlstm_bidirectional_chunkwise` computes the same in linear memory (and is what 'auto'
+runs); on CUDA, backend 'kernel' runs dnax's Triton kernel (`kernels/mlstm_bidirectional.py`), the same math.
 """
 from __future__ import annotations
 
@@ -253,8 +253,19 @@ def _kernels_fn(device_type: str) -> Callable:
     return get_mlstm_kernel("chunkwise--triton_limit_chunk" if device_type == "cuda" else "chunkwise--native_custbw")
 
 
+def kernel_dtypes(q, k, v, i, f) -> tuple[torch.Tensor, ...]:
+    """q, k, v in the autocast dtype when autocast is on (else q's dtype), gates in fp32: what the Triton kernels
+    should see. Under bf16 autocast q, k, v reach the cell in fp32 (RoPE, the conv and the head-wise projections
+    compute in fp32), and fp32 inputs send mlstm_kernels to its fp32 tiles, measured ~12x slower on an H100
+    (benchmarks/results/profile_xlstm_2m_clm_128x1024_cuda.txt)."""
+    device = q.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else q.dtype
+    return q.to(dtype), k.to(dtype), v.to(dtype), i.float(), f.float()
+
+
 def mlstm_kernel(q, k, v, i, f, chunk_size: int = 64, eps: float = EPS, **_) -> torch.Tensor:
     """Causal mLSTM via `mlstm_kernels` (they scale q by DH**-0.5 themselves), zero-padded to the chunk size."""
+    q, k, v, i, f = kernel_dtypes(q, k, v, i, f)
     S = q.shape[-2]
     L = min(chunk_size, 1 << (S - 1).bit_length())  # power of two, >= 16 for the Triton kernels
     L = max(L, 16) if q.is_cuda else L
@@ -281,15 +292,19 @@ def mlstm_bidirectional_kernel(q, k, v, i, f, eps: float = EPS, **_) -> torch.Te
     except ImportError as e:
         raise ImportError(f"the 'kernel' native-bidirectional backend needs the repository's kernels/ folder and "
                           f"triton ({e}); use m_backend='chunkwise' (same math, PyTorch)") from None
-    return mlstm_bidirectional(q, k, v, i, f, eps=eps)
+    return mlstm_bidirectional(*kernel_dtypes(q, k, v, i, f), eps=eps)
 
 
 def mlstm_backend_fn(backend: Backend, bidirectional: bool, device: torch.device | None = None) -> Callable:
-    backend = resolve_backend(backend, device)
-    if bidirectional:  # 'kernel': dnax's Triton kernel on CUDA; on CPU the chunkwise PyTorch form (same math)
+    if bidirectional:
+        # 'kernel': dnax's Triton kernel on CUDA (on CPU the chunkwise PyTorch form, same math). 'auto' is the
+        # chunkwise form everywhere: on an H100 it beats the quadratic-time Triton kernel from S = 8k (41.6 vs
+        # 283 ms fwd+bwd at 32k, benchmarks/results/mlstm_bidirectional_kernel_nvidia_h100_80gb_hbm3.md), and the
+        # kernel's bf16 backward missed its accuracy check on that GPU at a ragged length (S = 1000).
         if backend == "kernel" and device is not None and device.type == "cuda":
             return mlstm_bidirectional_kernel
         return mlstm_bidirectional_parallel if backend == "parallel" else mlstm_bidirectional_chunkwise
+    backend = resolve_backend(backend, device)
     return {"parallel": mlstm_parallel, "chunkwise": mlstm_chunkwise, "kernel": mlstm_kernel}[backend]
 
 
