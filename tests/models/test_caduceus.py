@@ -66,6 +66,26 @@ def test_bimamba_matches_composed_reference_mambas(reference_mamba, strategy, ti
         torch.testing.assert_close(ours(x), expected, atol=1e-5, rtol=1e-5)
 
 
+def test_bimamba_with_scan_fn_runs_two_separate_mambas_like_the_reference():
+    """With a `scan_fn` the fused both-directions scan is not used: each Mamba calls it once per forward."""
+    from dnax.models.layers.selective_scan import selective_scan
+
+    calls = []
+
+    def counting(*args, **kw):
+        calls.append(args[0].shape)
+        return selective_scan(*args, **kw)
+
+    torch.manual_seed(0)
+    fused = _perturbed(BiMamba(16, d_state=4, chunk_size=8))
+    split = BiMamba(16, d_state=4, scan_fn=counting)
+    split.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 21, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(split(x), fused(x), atol=1e-5, rtol=1e-5)
+    assert calls == [torch.Size([2, 32, 21])] * 2  # one scan per direction, d_inner channels each
+
+
 def test_bimamba_weight_tie_is_one_storage_and_trains_both_directions():
     m = BiMamba(16, d_state=4)
     for name in ("in_proj", "out_proj"):

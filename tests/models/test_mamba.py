@@ -84,6 +84,30 @@ def test_mixer_markers_and_init_ranges():
     assert torch.all(torch.nn.functional.softplus(m.dt_proj.bias) <= 0.05 + 1e-6)
 
 
+def test_scan_fn_replaces_the_scan_with_the_same_results():
+    """`scan_fn` (here mamba_ssm's `selective_scan_ref`, as the benchmark's reference rows) is the scan that runs."""
+    calls = []
+
+    def counting_ref(*args, **kw):
+        calls.append(kw)
+        return selective_scan_ref(*args, **kw)
+
+    torch.manual_seed(0)
+    ours = Mamba(16, d_state=4, chunk_size=4)
+    swapped = Mamba(16, d_state=4, scan_fn=counting_ref)
+    swapped.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 19, 16)
+    xo, xs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    yo, ys = ours(xo), swapped(xs)
+    assert len(calls) == 1 and "chunk_size" not in calls[0]
+    torch.testing.assert_close(ys, yo, **TOL)
+    ys.square().sum().backward()
+    yo.square().sum().backward()
+    torch.testing.assert_close(xs.grad, xo.grad, **TOL)
+    for (name, po), ps in zip(ours.named_parameters(), swapped.parameters()):
+        torch.testing.assert_close(ps.grad, po.grad, **TOL, msg=name)
+
+
 def test_mixer_is_causal():
     torch.manual_seed(1)
     m = Mamba(16, chunk_size=4).eval()

@@ -75,7 +75,10 @@ def undo_token_logits(complement: torch.Tensor) -> Callable[[torch.Tensor], torc
 # ---------------------------------------------------------------------------------------------- layers
 
 class BiMamba(nn.Module):
-    """The reference `BiMambaWrapper`: `mamba_fwd`, and `mamba_rev` applied to the length-flipped input."""
+    """The reference `BiMambaWrapper`: `mamba_fwd`, and `mamba_rev` applied to the length-flipped input.
+
+    With tied projections and "add" (off the fused CUDA path) in_proj runs once and both directions' scans run as one
+    dnax scan call; when either Mamba has a `scan_fn`, the two Mambas run separately, as the reference does."""
 
     def __init__(self, d_model: int, bidirectional: bool = True, bidirectional_strategy: BidirectionalStrategy = "add",
                  bidirectional_weight_tie: bool = True, **mamba_kwargs: Any):
@@ -96,7 +99,8 @@ class BiMamba(nn.Module):
         fwd, rev = self.mamba_fwd, self.mamba_rev
         if rev is None:
             return fwd(x)
-        if self.weight_tie and self.strategy == "add" and not fwd._fused_cuda(x):
+        custom_scan = fwd.scan_fn is not None or rev.scan_fn is not None
+        if self.weight_tie and self.strategy == "add" and not fwd._fused_cuda(x) and not custom_scan:
             # shared projections act per position: in_proj once, then one out_proj on the summed inner states
             xz = fwd.in_proj(x)
             if xz.is_cuda and cuda_kernels().get("selective_scan_fn") is not None:

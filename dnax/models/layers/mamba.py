@@ -18,12 +18,15 @@ Forward: on CPU (and wherever mamba_ssm's compiled kernels are missing) in_proj 
 x_proj / dt_proj -> `dnax.models.layers.selective_scan.selective_scan` (the reference's `selective_scan_ref`
 semantics) gated by SiLU(z) -> out_proj. On CUDA with `use_fast_path` and mamba_ssm + causal_conv1d importable,
 the reference's fused `mamba_inner_fn`; on CUDA with only mamba_ssm, its `selective_scan_fn` kernel.
+`scan_fn` replaces the scan (on any device; no fused path then) by any function with `selective_scan_ref`'s
+signature (e.g. that one, to time what the reference runs on CPU: `benchmarks.train_step` reference rows).
 `mamba2_mixer` builds mamba_ssm's Mamba2 (CUDA only).
 """
 from __future__ import annotations
 
 import functools
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -75,13 +78,14 @@ class RMSNorm(nn.Module):
 
 class Mamba(nn.Module):
     """Selective SSM mixer (B, L, D) -> (B, L, D); constructor arguments as `mamba_simple.Mamba` (minus
-    device/dtype) plus `chunk_size` for the CPU scan (None: the scan's default)."""
+    device/dtype) plus `chunk_size` for the CPU scan (None: the scan's default) and `scan_fn`, a replacement for
+    the scan with `selective_scan_ref`'s signature (None: dnax's; a plain attribute, settable after construction)."""
 
     def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: float = 2, dt_rank="auto",
                  dt_min: float = 0.001, dt_max: float = 0.1, dt_init: str = "random", dt_scale: float = 1.0,
                  dt_init_floor: float = 1e-4, conv_bias: bool = True, bias: bool = False,
                  use_fast_path: bool = True, layer_idx: int | None = None,
-                 chunk_size: int | None = None):
+                 chunk_size: int | None = None, scan_fn: Callable | None = None):
         super().__init__()
         if dt_init not in ("constant", "random"):
             raise ValueError(f"Mamba dt_init must be 'constant' or 'random', got {dt_init!r}")
@@ -91,6 +95,7 @@ class Mamba(nn.Module):
         self.dt_min, self.dt_max, self.dt_init, self.dt_scale = dt_min, dt_max, dt_init, dt_scale
         self.dt_init_floor = dt_init_floor
         self.use_fast_path, self.layer_idx, self.chunk_size = use_fast_path, layer_idx, chunk_size
+        self.scan_fn = scan_fn
         # module creation order = the reference's random-draw order
         self.in_proj = nn.Linear(d_model, self.d_inner * 2, bias=bias)
         self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1,
@@ -131,7 +136,7 @@ class Mamba(nn.Module):
 
     def _fused_cuda(self, x: torch.Tensor) -> bool:
         k = cuda_kernels() if x.is_cuda else {}
-        return bool(self.use_fast_path and k.get("causal_conv1d_fn") is not None)
+        return bool(self.use_fast_path and self.scan_fn is None and k.get("causal_conv1d_fn") is not None)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """(B, L, D) -> (B, L, D)."""
@@ -154,7 +159,9 @@ class Mamba(nn.Module):
         args = (x.transpose(1, 2), dt.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2), self.D.float())
         kw = dict(z=z.transpose(1, 2), delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
         kernel = cuda_kernels().get("selective_scan_fn") if xz.is_cuda else None
-        if kernel is not None:  # the CUDA kernel wants contiguous (B, E, L) / (B, N, L)
+        if self.scan_fn is not None:
+            y = self.scan_fn(*args, **kw)
+        elif kernel is not None:  # the CUDA kernel wants contiguous (B, E, L) / (B, N, L)
             y = kernel(*(a.contiguous() for a in args), z=kw["z"].contiguous(), delta_bias=kw["delta_bias"],
                        delta_softplus=True)
         else:
