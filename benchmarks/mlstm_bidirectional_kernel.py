@@ -8,12 +8,14 @@ DNA-xLSTM runs; until it runs out of memory), dnax's chunkwise PyTorch form, and
 kernel of mlstm_kernels (`chunkwise--triton_limit_chunk`) run twice (two directions, as flip-and-add would).
 FLOPs counted as for attention: 4 S^2 DH per head forward, 3.5x that for forward+backward (the bidirectional
 cell has a full S x S gate matrix; the causal kernel's useful work is half of it, counted the same way for
-comparability). Each configuration runs in its own process, so peak memory is its own.
+comparability). Configurations run one after another in one process (peak memory is reset between them and
+inputs are freed; `--isolate` runs each in its own process instead).
 Results: `benchmarks/results/mlstm_bidirectional_kernel_<gpu>.{json,md}`.
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import subprocess
 import sys
@@ -79,6 +81,19 @@ def measure(impl: str, S: int, B: int, NH: int, DH: int, dtype: str, reps: int) 
                 tflops=round(flops / (ms * 1e-3) / 1e12, 2), reps=reps)
 
 
+def _in_subprocess(impl: str, S: int, args) -> dict:
+    cmd = [sys.executable, "-m", "benchmarks.mlstm_bidirectional_kernel", "--single", "--impl", impl,
+           "--lengths", str(S), "--batch", str(args.batch), "--heads", str(args.heads), "--head-dim",
+           str(args.head_dim), "--dtype", args.dtype, "--reps", str(args.reps)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return dict(impl=impl, S=S, error=f"timeout {args.timeout}s")
+    if done.returncode == 0:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    return dict(impl=impl, S=S, error=(done.stderr.strip().splitlines() or ["failed"])[-1])
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072])
@@ -88,7 +103,8 @@ def main(argv=None) -> None:
     p.add_argument("--head-dim", type=int, default=128)
     p.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
     p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--timeout", type=int, default=300, help="seconds per configuration")
+    p.add_argument("--timeout", type=int, default=300, help="seconds per configuration (with --isolate)")
+    p.add_argument("--isolate", action="store_true", help="one process per configuration")
     p.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     import torch
@@ -106,15 +122,15 @@ def main(argv=None) -> None:
             if impl in skip:  # ran out of memory at a shorter length
                 rows.append(dict(impl=impl, S=S, error="out of memory (at a shorter length)"))
                 continue
-            cmd = [sys.executable, "-m", "benchmarks.mlstm_bidirectional_kernel", "--single", "--impl", impl,
-                   "--lengths", str(S), "--batch", str(args.batch), "--heads", str(args.heads), "--head-dim",
-                   str(args.head_dim), "--dtype", args.dtype, "--reps", str(args.reps)]
-            try:
-                done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-                row = (json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else
-                       dict(impl=impl, S=S, error=(done.stderr.strip().splitlines() or ["failed"])[-1]))
-            except subprocess.TimeoutExpired:
-                row = dict(impl=impl, S=S, error=f"timeout {args.timeout}s")
+            if args.isolate:
+                row = _in_subprocess(impl, S, args)
+            else:
+                try:
+                    row = measure(impl, S, args.batch, args.heads, args.head_dim, args.dtype, args.reps)
+                except Exception as e:  # noqa: BLE001 - recorded in the table, the other rows still run
+                    row = dict(impl=impl, S=S, error=f"{type(e).__name__}: {str(e).splitlines()[0][:160]}")
+                gc.collect()
+                torch.cuda.empty_cache()
             if "out of memory" in row.get("error", ""):
                 skip.add(impl)
             rows.append(row)

@@ -11,8 +11,10 @@ A step is forward, cross-entropy, backward and AdamW on random tokens (the data 
 
 Reference emulation ("reference" rows): what DNA-xLSTM computes for the same model: the quadratic `parallel`
 mLSTM form with gradient checkpointing on every block, and for sLSTM the xlstm package's `vanilla` backend (the
-reference's only CPU backend). Results go to `benchmarks/results/train_step_<device>.{json,md}`; on shared cores
-the load average is recorded beside every number.
+reference's only CPU backend); for Mamba, Caduceus-PH and Caduceus-PS the same dnax model with mamba_ssm's
+`selective_scan_ref` as the scan (`_with_reference_scan`), at the smaller shape `REFERENCE_SCAN_SHAPE`. Results
+go to `benchmarks/results/train_step_<device>.{json,md}`; on shared cores the load average is recorded beside every
+number.
 """
 from __future__ import annotations
 
@@ -45,7 +47,35 @@ EXPERIMENT_BACKBONES = {
     "transformer_pp": "experiments.hg38_transformer_pp.hg38_transformer_pp",
     "hyena": "experiments.hg38_hyena.hg38_hyena",
 }
-ALL_MODES = [*MODES, *EXPERIMENT_BACKBONES]
+#: the paper architecture of the anchors (DNA-xLSTM 2M mLSTM: d_model 256, 4 blocks, 4 heads of dim 128, conv,
+#: RoPE, biases), from `experiments.hg38_xlstm.hg38_xlstm_2m` with these backbone overrides
+XLSTM_2M = {
+    "xlstm_2m_clm": dict(bidirectional=False),
+    "xlstm_2m_flip_add": dict(),
+    "xlstm_2m_native": dict(m_backend_bidirectional=True),
+}
+#: issue 7's anchor table: 131,072 tokens per step, bf16 autocast, AdamW + grad clip. Reference and xLSTMLarge
+#: figures were measured on one H200 by the issue's author (not here); `target` is dnax's goal on that GPU.
+ANCHOR_CASES = [
+    dict(case="1k CLM (128 x 1024)", mode="xlstm_2m_clm", batch=128, length=1024, reference="254.5k (22.4)",
+         xlstm_large="2.72M eager, 6.01M compiled (8.4 / 3.6)", target="\u2265 2.7M eager", min_tok_s=2.7e6),
+    dict(case="1k CLM, torch.compile", mode="xlstm_2m_clm", batch=128, length=1024, compile=True,
+         reference="254.5k (22.4)", xlstm_large="6.01M (3.6)", target="\u2265 5M compiled", min_tok_s=5e6),
+    dict(case="1k MLM flip-and-add", mode="xlstm_2m_flip_add", batch=128, length=1024, reference="127.3k (23.1)",
+         xlstm_large="1.37M (16.3)", target="\u2265 1.4M", min_tok_s=1.4e6),
+    dict(case="1k MLM native bidirectional", mode="xlstm_2m_native", batch=128, length=1024,
+         reference="244.3k (27.4)", xlstm_large="none exists", target="\u2265 2.5M", min_tok_s=2.5e6),
+    dict(case="32k CLM (4 x 32768)", mode="xlstm_2m_clm", batch=4, length=32768, reference="201.4k (22.5)",
+         xlstm_large="2.09M-2.17M (8.4)", target="\u2265 2.2M", min_tok_s=2.2e6),
+    dict(case="32k MLM native bidirectional (4 x 32768)", mode="xlstm_2m_native", batch=4, length=32768,
+         reference="out of memory at batch 1", xlstm_large="none exists", target="trains; \u2265 1.5M; \u2264 12 GiB",
+         min_tok_s=1.5e6, max_gib=12.0),
+    dict(case="32k MLM native bidirectional, chunkwise PyTorch cell", mode="xlstm_2m_native", batch=4,
+         length=32768, m_backend="chunkwise", reference="out of memory at batch 1", xlstm_large="none exists",
+         target="trains; \u2265 1.5M; \u2264 12 GiB", min_tok_s=1.5e6, max_gib=12.0),
+]
+DEFAULT_MODES = [*MODES, *EXPERIMENT_BACKBONES]
+ALL_MODES = [*DEFAULT_MODES, *XLSTM_2M]
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -80,7 +110,44 @@ def _reference_slstm_lm():
     return ReferenceSLSTM()
 
 
-def _experiment_backbone(path: str, length: int):
+#: Mamba-based modes with a reference emulation, and the (batch, length) their reference rows run at. The reference
+#: scan's backward zero-fills whole (batch, D, L, N) gradient buffers at every time step, so its cost is linear in
+#: batch but quadratic in length: a shorter length makes the reference FASTER per token, so the dnax / reference
+#: ratio from these rows (dnax at the full shape) is a lower bound on the ratio at the full shape (measured on the
+#: 2-core machine: one reference scan, d_inner 256, costs 5.1-5.5 ms/token at 1 x 512 and 16.8 ms/token at
+#: 4 x 1024). One sequence of 512 keeps a reference row to about a minute on 2 cores; a 4 x 1024 Caduceus-PS
+#: reference step (16 such scans, 69 s each) would take about 20 minutes, twice that with the warm-up step.
+REFERENCE_SCAN_SHAPE = {"mamba": (1, 512), "caduceus_ph": (1, 512), "caduceus_ps": (1, 512)}
+
+
+def _with_reference_scan(model):
+    """`model` with every Mamba scan replaced by mamba_ssm's `selective_scan_ref`, the scan the reference runs on CPU
+    (`Mamba(use_fast_path=False)` with mamba_simple.selective_scan_fn -> selective_scan_ref). A BiMamba then runs
+    its two directions as two separate Mamba calls (the reference's `BiMambaWrapper`) instead of dnax's one fused
+    call. Everything else stays dnax's (projections, depthwise conv, RMSNorm, RCPS with both strands in one
+    batch): these are a small part of the step, and the reference's fused add+norm is Triton, which cannot run on
+    CPU anyway."""
+    import importlib.machinery
+    import importlib.util
+    import types
+
+    from dnax.models.layers.mamba import Mamba
+
+    if importlib.util.find_spec("selective_scan_cuda") is None:  # mamba_ssm imports its CUDA extension unguarded
+        stub = types.ModuleType("selective_scan_cuda")
+        stub.__spec__ = importlib.machinery.ModuleSpec("selective_scan_cuda", None)
+        sys.modules["selective_scan_cuda"] = stub
+    from mamba_ssm.ops.selective_scan_interface import selective_scan_ref
+
+    mixers = [m for m in model.modules() if isinstance(m, Mamba)]
+    if not mixers:
+        raise ValueError(f"{type(model).__name__} has no Mamba mixer: no reference scan to emulate")
+    for m in mixers:
+        m.scan_fn = selective_scan_ref
+    return model
+
+
+def _experiment_backbone(path: str, length: int, **overrides):
     """The backbone of a registered experiment, at context `length` (the experiment's own sizes otherwise)."""
     import importlib
 
@@ -91,27 +158,40 @@ def _experiment_backbone(path: str, length: int):
     module, name = path.rsplit(".", 1)
     cfg = getattr(importlib.import_module(module), name)()
     fiddlers.seq_len(cfg, length)
+    for key, value in overrides.items():
+        setattr(cfg.model.backbone, key, value)
     return fdl.build(cfg.model.backbone)
 
 
-def build_model(mode: str, reference: bool, length: int):
+def build_model(mode: str, reference: bool, length: int, m_backend: str | None = None):
     from dnax.models.backbones.xlstm import XLSTMLM
 
+    if mode in XLSTM_2M:
+        backend = dict(m_backend="parallel", gradient_checkpointing=True) if reference else {}
+        if m_backend:
+            backend["m_backend"] = m_backend
+        return _experiment_backbone("experiments.hg38_xlstm.hg38_xlstm_2m", length, **XLSTM_2M[mode], **backend)
+
     if mode in EXPERIMENT_BACKBONES:
-        return _experiment_backbone(EXPERIMENT_BACKBONES[mode], length)
+        model = _experiment_backbone(EXPERIMENT_BACKBONES[mode], length)
+        return _with_reference_scan(model) if reference else model
     if reference and mode == "slstm":
         return _reference_slstm_lm()
     backend = dict(m_backend="parallel", gradient_checkpointing=True) if reference else {}
     return XLSTMLM(max_length=length, **MODEL, **MODES[mode], **backend)
 
 
-def measure(mode: str, reference: bool, device: str, dtype: str, batch: int, length: int, steps: int) -> dict:
+def measure(mode: str, reference: bool, device: str, dtype: str, batch: int, length: int, steps: int,
+            compile: bool = False, m_backend: str | None = None) -> dict:
     import torch
     import torch.nn.functional as F
 
     torch.manual_seed(0)
-    model = build_model(mode, reference, length).to(device)
+    model = build_model(mode, reference, length, m_backend).to(device)
+    params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    if compile:
+        model = torch.compile(model)
     ids = torch.randint(7, 11, (batch, length), device=device)
     targets = torch.randint(7, 11, (batch, length), device=device)  # the padded vocabularies' extra ids never occur
     autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=dtype == "bf16")
@@ -139,8 +219,10 @@ def measure(mode: str, reference: bool, device: str, dtype: str, batch: int, len
     median = sorted(times)[len(times) // 2]
     peak = (torch.cuda.max_memory_allocated() / 2**30 if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
-    params = sum(p.numel() for p in model.parameters())
-    return dict(mode=mode, implementation="reference emulation" if reference else "dnax", device=device,
+    implementation = "reference emulation" if reference else "dnax" + (" (torch.compile)" if compile else "")
+    if m_backend:
+        implementation += f" (m_backend={m_backend})"
+    return dict(mode=mode, implementation=implementation, device=device,
                 params=params,
                 dtype=dtype, batch=batch, length=length, steps=steps, step_s_median=round(median, 4),
                 tokens_per_s=round(batch * length / median), peak_mem_gib=round(peak, 3),
@@ -184,6 +266,55 @@ def write_results(rows: list[dict], env: dict, stem: str) -> Path:
     return RESULTS / f"{stem}.md"
 
 
+def run_config(mode: str, reference: bool, device: str, dtype: str, batch: int, length: int, steps: int,
+               compile: bool = False, m_backend: str | None = None, timeout: float | None = None) -> dict:
+    """`measure` in a fresh process (its own peak memory); a failure or timeout becomes a row with `error`."""
+    cmd = [sys.executable, "-m", "benchmarks.train_step", "--single", "--mode", mode, "--device", device,
+           "--dtype", dtype, "--batch", str(batch), "--length", str(length), "--steps", str(steps)]
+    cmd += (["--reference"] if reference else []) + (["--compile"] if compile else [])
+    cmd += ["--m-backend", m_backend] if m_backend else []
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if done.returncode == 0:
+            return json.loads(done.stdout.strip().splitlines()[-1])
+        err = (done.stderr.strip().splitlines() or ["failed"])[-1]
+    except subprocess.TimeoutExpired:
+        err = f"timeout after {timeout:.0f} s"
+    return dict(mode=mode, implementation="reference emulation" if reference else "dnax", device=device,
+                dtype=dtype, batch=batch, length=length, steps=0, step_s_median=float("nan"), tokens_per_s=0,
+                peak_mem_gib=float("nan"), error=err, load_avg_1min=round(os.getloadavg()[0], 2))
+
+
+def run_anchors(device: str, steps: int, timeout: float | None) -> Path:
+    """Issue 7's anchor table for dnax on this GPU: `benchmarks/results/xlstm_anchors_<gpu>.{json,md}`."""
+    rows = []
+    for case in ANCHOR_CASES:
+        row = run_config(case["mode"], False, device, "bf16", case["batch"], case["length"], steps,
+                         compile=case.get("compile", False), m_backend=case.get("m_backend"), timeout=timeout)
+        met = (row["tokens_per_s"] >= case["min_tok_s"]
+               and row.get("peak_mem_gib", float("inf")) <= case.get("max_gib", float("inf")))
+        rows.append(dict(row, case=case["case"], target=case["target"], reference_h200=case["reference"],
+                         xlstm_large_h200=case["xlstm_large"], target_met=bool(met)))
+        print(json.dumps(rows[-1]), flush=True)
+    env = environment(device)
+    gpu = env.get("gpu", env["cpu"])
+    lines = [f"xLSTM anchors (paper 2M mLSTM, 131,072 tokens per step, bf16 autocast, AdamW + grad clip), dnax on "
+             f"{gpu}, torch {env['torch']}, {env['date']}", "",
+             "Reference and xLSTMLarge columns: tokens/s (peak GiB) measured by the issue's author on one H200, "
+             "not re-measured here.", "",
+             "| case | reference (H200) | xLSTMLarge (H200) | dnax target | dnax tokens/s | dnax peak GiB | met |",
+             "|---|---|---|---|---:|---:|---|"]
+    for r in rows:
+        measured = f"{r['tokens_per_s']:,}" if not r.get("error") else f"error: {r['error'][:100]}"
+        lines.append(f"| {r['case']} | {r['reference_h200']} | {r['xlstm_large_h200']} | {r['target']} | "
+                     f"{measured} | {r['peak_mem_gib']} | {'yes' if r['target_met'] else 'no'} |")
+    stem = "xlstm_anchors_" + gpu.lower().replace(" ", "_").replace("/", "_")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(RESULTS / f"{stem}.json", json.dumps({"environment": env, "results": rows}, indent=2))
+    atomic_write_text(RESULTS / f"{stem}.md", "\n".join(lines) + "\n")
+    return RESULTS / f"{stem}.md"
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=ALL_MODES, action="append",
@@ -194,31 +325,32 @@ def main(argv=None) -> None:
     p.add_argument("--length", type=int, default=1024)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--no-reference", action="store_true", help="skip the reference emulation rows")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--m-backend", choices=["parallel", "chunkwise", "kernel", "auto"], default=None,
+                   help="mLSTM backend override for the xlstm_2m_* modes")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per configuration")
+    p.add_argument("--preset", choices=["anchors"], help="anchors: issue 7's GPU anchor table (bf16, 2M model)")
     p.add_argument("--single", action="store_true", help=argparse.SUPPRESS)  # child process: one config
     p.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.single:
         print(json.dumps(measure(args.mode[0], args.reference, args.device, args.dtype, args.batch, args.length,
-                                 args.steps)))
+                                 args.steps, args.compile, args.m_backend)))
+        return
+    if args.preset == "anchors":
+        print(f"wrote {run_anchors(args.device, args.steps, args.timeout)}")
         return
     rows = []
-    for mode in args.mode or ALL_MODES:
-        has_reference = mode in MODES and not args.no_reference  # reference emulation exists for xLSTM modes
+    for mode in args.mode or DEFAULT_MODES:
+        # reference emulation exists for the xLSTM and the Mamba-based modes
+        has_reference = (mode in MODES or mode in REFERENCE_SCAN_SHAPE) and not args.no_reference
         for reference in (False, True) if has_reference else (False,):
-            cmd = [sys.executable, "-m", "benchmarks.train_step", "--single", "--mode", mode, "--device",
-                   args.device, "--dtype", args.dtype, "--batch", str(args.batch), "--length", str(args.length),
-                   "--steps", str(1 if reference else args.steps)] + (["--reference"] if reference else [])
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode:
-                err = (done.stderr.strip().splitlines() or ["failed"])[-1]
-                rows.append(dict(mode=mode, implementation="reference emulation" if reference else "dnax",
-                                 device=args.device, dtype=args.dtype, batch=args.batch, length=args.length,
-                                 steps=0, step_s_median=float("nan"), tokens_per_s=0, peak_mem_gib=float("nan"),
-                                 error=err, load_avg_1min=round(os.getloadavg()[0], 2)))
-            else:
-                rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            batch, length = (REFERENCE_SCAN_SHAPE[mode] if reference and mode in REFERENCE_SCAN_SHAPE
+                             else (args.batch, args.length))
+            rows.append(run_config(mode, reference, args.device, args.dtype, batch, length,
+                                   1 if reference else args.steps, args.compile, args.m_backend, args.timeout))
             print(json.dumps(rows[-1]), flush=True)
-    stem = f"train_step_{args.device}_{args.length}"
+    stem = f"train_step_{args.device}_{args.length}" + ("_bf16" if args.dtype == "bf16" else "")
     print(f"wrote {write_results(rows, environment(args.device), stem)}")
 
 

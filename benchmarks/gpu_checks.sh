@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The GPU-only checks and benchmarks, in priority order, each under its own time limit, so that a short GPU lease
+# still returns the most important numbers. Run from the repository root on a machine with one CUDA GPU:
+#
+#     bash benchmarks/gpu_checks.sh                 # every stage
+#     bash benchmarks/gpu_checks.sh tune tests      # only these stages
+#
+# Stages: tune (kernel launch configurations -> kernels/mlstm_bidirectional_tuned.json), tests (kernel tests at GPU
+# shapes, run after tuning so the tuned tiles are the ones checked), anchors (issue 7's xLSTM anchor table),
+# kernel (native bidirectional cell vs sequence length), backbones (every backbone, 1k, bf16), slstm (the xlstm
+# sLSTM CUDA kernel: JIT build + equality with the vanilla backend). Logs go to $GPU_LOG_DIR (default
+# benchmarks/results/gpu_logs), results to benchmarks/results/. STAGE_SCALE=2 doubles every time limit;
+# AFTER_STAGE, if set, is run (by bash) after each stage, e.g. to copy results off a machine that may be taken back.
+set -u
+cd "$(dirname "$0")/.."
+LOG_DIR=${GPU_LOG_DIR:-benchmarks/results/gpu_logs}
+SCALE=${STAGE_SCALE:-1}
+PY=${PYTHON:-python3}
+mkdir -p "$LOG_DIR"
+export PYTHONUNBUFFERED=1
+
+stage() {  # name, seconds, command...
+  local name=$1 limit=$(( $2 * SCALE )); shift 2
+  local t0=$SECONDS
+  echo "== stage $name (limit $limit s)"
+  timeout "$limit" "$@" 2>&1 | tee "$LOG_DIR/$name.log"
+  local rc=${PIPESTATUS[0]}
+  echo "stage $name: exit $rc after $(( SECONDS - t0 )) s (limit $limit s)" | tee -a "$LOG_DIR/summary.txt"
+  if [ -n "${AFTER_STAGE:-}" ]; then bash -c "$AFTER_STAGE"; fi
+}
+
+STAGES=" ${*:-tune tests anchors kernel backbones slstm} "
+wanted() { [[ "$STAGES" == *" $1 "* ]]; }
+
+{ nvidia-smi -L; $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"; } \
+  >"$LOG_DIR/environment.txt" 2>&1
+cat "$LOG_DIR/environment.txt"
+
+wanted tune && stage tune 100 $PY -m benchmarks.mlstm_bidirectional_tune
+wanted tests && stage tests 120 $PY -m pytest -q -x -p no:cacheprovider tests/kernels
+wanted anchors && stage anchors 330 $PY -m benchmarks.train_step --device cuda --preset anchors --steps 3 --timeout 80
+wanted kernel && stage kernel 150 $PY -m benchmarks.mlstm_bidirectional_kernel --lengths 1024 4096 16384 32768 131072 --reps 3
+wanted backbones && stage backbones 200 $PY -m benchmarks.train_step --device cuda --dtype bf16 --batch 32 \
+  --length 1024 --steps 3 --timeout 45 --no-reference --mode causal --mode flip_add --mode native_bidirectional \
+  --mode mamba --mode caduceus_ph --mode caduceus_ps --mode transformer_pp --mode hyena
+wanted slstm && stage slstm 90 $PY -m pytest -q -x -p no:cacheprovider tests/models/test_slstm.py -k cuda_backend
+exit 0
