@@ -28,6 +28,7 @@ from composer.core import Callback, State
 from composer.core.precision import get_precision_context
 from composer.loggers import Logger
 from composer.utils import dist
+from torch.utils.data import DistributedSampler
 
 from dnax.atomic import atomic_write_bytes, atomic_write_text
 from dnax.models.classification_metrics import HEADLINE
@@ -121,17 +122,39 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
+def real_samples(dataloader: Iterable) -> int | None:
+    """How many of this process's samples are real, when `dataloader` has a padded `DistributedSampler` (the last
+    `total_size - len(dataset)` processes each get one repeated example at the end of their share), else None."""
+    sampler = getattr(dataloader, "sampler", None)
+    if not isinstance(sampler, DistributedSampler) or getattr(dataloader, "drop_last", False):
+        return None
+    padding = sampler.total_size - len(sampler.dataset)
+    return len(sampler) - int(sampler.rank >= sampler.num_replicas - padding)
+
+
 def evaluate(state: State, dataloader: Iterable) -> dict[str, float]:
-    """Every eval metric of `state.model` over the whole `dataloader` (fresh metric instances), in eval mode."""
+    """Every eval metric of `state.model` over the whole `dataloader` (fresh metric instances), in eval mode.
+
+    Under torch.distributed each process scores its share and torchmetrics sums (or gathers) the metric states
+    across processes in `compute()`; the examples a `DistributedSampler` repeats to even out the shares are dropped
+    (as Composer's evaluation loop does), so each example counts once."""
     model = _unwrap(state.model)
     metrics = {name: state.device.module_to_device(copy.deepcopy(m)) for name, m in model.get_metrics(False).items()}
     for m in metrics.values():
         m.reset()
+    remaining = real_samples(dataloader)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad(), get_precision_context(state.precision):
             for batch in dataloader:
+                if remaining is not None:
+                    size = len(batch["labels"])
+                    if remaining < size:
+                        batch = {k: v[:remaining] for k, v in batch.items()}
+                    remaining -= min(size, remaining)
+                    if not len(batch["labels"]):
+                        continue
                 batch = state.device.batch_to_device(batch)
                 outputs = model.eval_forward(batch)
                 for m in metrics.values():

@@ -11,8 +11,10 @@ Cells are experiments (matching the glob among the registered ones) x seeds x le
 table) without stopping the others, and is retried on the next run.
 
 Written atomically into `runs/NAME/`: `results.csv` (one row per cell), `results.md` (mean ± std of the headline
-metric per task and learning rate; the best learning rate per task chosen on the validation mean; reference numbers
-beside where the experiment module defines `ANCHORS = {task: (label, value)}`) and `results.png`.
+metric per task and learning rate; the best learning rate per task chosen on the validation mean) and `results.png`.
+Published numbers are shown beside a task's result where the experiment module defines
+`ANCHORS = {experiment name: [Anchor(label, value, metric), ...]}`, and only those whose metric is the metric the
+task's runs report (`results.md` lists the others as not comparable).
 Exit status: 0 when every cell has results, 1 when some failed, 2 for a bad command line.
 """
 from __future__ import annotations
@@ -52,6 +54,17 @@ class Cell:
 
 
 CellFn = Callable[[Cell, Path, Sequence[str]], None]
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A published number to show beside a task's result: `value` of `metric` reported for `label` (the model and
+    the source, e.g. "Caduceus-Ph (Schiff et al. 2024, Tab. 1)"). `metric` is a metric name as `results.json`
+    records the headline ("Accuracy", "MCC", "F1"); the anchor is shown only beside runs reporting that metric."""
+
+    label: str
+    value: float
+    metric: str
 
 
 def parse_ints(text: str) -> list[int]:
@@ -165,13 +178,17 @@ def collect_row(cell: Cell, run_dir: Path, status: str, error: str) -> dict:
     return row
 
 
-def _anchors(cells: Iterable[Cell]) -> dict[str, tuple[str, float]]:
-    anchors: dict[str, tuple[str, float]] = {}
+def _anchors(cells: Iterable[Cell]) -> dict[str, list[Anchor]]:
+    """task -> the `Anchor`s its experiment module's `ANCHORS` gives for it."""
+    anchors: dict[str, list[Anchor]] = {}
     for cell in cells:
         table = module_attr(cell.experiment, "ANCHORS") or {}
         name = cell.experiment.rsplit(".", 1)[-1]
         if name in table:
-            anchors[cell.task] = tuple(table[name])
+            entries = list(table[name])
+            if not all(isinstance(a, Anchor) for a in entries):
+                raise TypeError(f"{cell.experiment}: ANCHORS[{name!r}] must be a list of dnax.sweep.Anchor")
+            anchors[cell.task] = entries
     return anchors
 
 
@@ -208,17 +225,25 @@ def _fmt(mean: float, std: float) -> str:
     return "n/a" if math.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
 
 
-def results_markdown(rows: list[dict], anchors: dict[str, tuple[str, float]] | None = None) -> str:
+def comparable(anchors: Sequence[Anchor], metric: str) -> tuple[list[Anchor], list[Anchor]]:
+    """(anchors reporting `metric`, the others)."""
+    return [a for a in anchors if a.metric == metric], [a for a in anchors if a.metric != metric]
+
+
+def results_markdown(rows: list[dict], anchors: dict[str, list[Anchor]] | None = None) -> str:
     anchors = anchors or {}
     summary = summarize(rows)
+    skipped: list[str] = []
     lines = ["# Sweep results", "",
              "Headline metric per task; mean ± sample std over seeds. The best learning rate per task is chosen on "
              "the validation mean; its test mean is the task's result.", "",
              "| task | metric | best lr | test (best lr) | val (best lr) | seeds | reference |",
              "|---|---|---|---|---|---|---|"]
     for s in (s for s in summary if s["best"]):
-        anchor = anchors.get(s["task"])
-        ref = f"{anchor[1]:.4f} ({anchor[0]})" if anchor else ""
+        shown, other = comparable(anchors.get(s["task"], []), s["metric"])
+        ref = "; ".join(f"{a.value:.4f} ({a.label})" for a in shown)
+        skipped += [f"- {s['task']}: {a.label} reports {a.metric}, the runs {s['metric'] or 'no metric'}"
+                    for a in other]
         lines.append(f"| {s['task']} | {s['metric']} | {s['lr']:g} | {_fmt(s['test'], s['test_std'])} | "
                      f"{_fmt(s['val'], s['val_std'])} | {s['n']} | {ref} |")
     lines += ["", "## Every learning rate", "", "| task | lr | val | test | seeds | failed |",
@@ -227,6 +252,8 @@ def results_markdown(rows: list[dict], anchors: dict[str, tuple[str, float]] | N
         mark = " **best**" if s["best"] else ""
         lines.append(f"| {s['task']} | {s['lr']:g}{mark} | {_fmt(s['val'], s['val_std'])} | "
                      f"{_fmt(s['test'], s['test_std'])} | {s['n']} | {s['failed']} |")
+    if skipped:
+        lines += ["", "## Reference numbers not shown (another metric)", ""] + skipped
     failed = [r for r in rows if r["status"] == "failed"]
     if failed:
         lines += ["", "## Failed cells", ""] + [f"- {r['task']} lr {r['lr']:g} seed {r['seed']}: {r['error']}"
@@ -234,8 +261,9 @@ def results_markdown(rows: list[dict], anchors: dict[str, tuple[str, float]] | N
     return "\n".join(lines) + "\n"
 
 
-def results_plot(rows: list[dict]) -> bytes:
-    """PNG: test mean ± std per task and learning rate; the best learning rate (on validation) filled."""
+def results_plot(rows: list[dict], anchors: dict[str, list[Anchor]] | None = None) -> bytes:
+    """PNG: test mean ± std per task and learning rate, the best learning rate (on validation) filled; published
+    numbers of the same metric as black markers (one marker shape per anchor position)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -254,12 +282,19 @@ def results_plot(rows: list[dict]) -> bytes:
             x = i - 0.4 + width * (j + 0.5)
             ax.errorbar(x, s["test"], yerr=s["test_std"], fmt="o", color=f"C{j}",
                         mfc=f"C{j}" if s["best"] else "white", capsize=2, label=f"lr {lr:g}" if i == 0 else None)
+    labelled: set[int] = set()
+    for i, task in enumerate(tasks):
+        metric = next((s["metric"] for s in summary if s["task"] == task and s["metric"]), "")
+        for k, a in enumerate(comparable((anchors or {}).get(task, []), metric)[0]):
+            ax.plot(i + 0.45, a.value, marker="<>^vsD"[k % 6], color="k", ls="none", ms=5,
+                    label=a.label if k not in labelled else None)
+            labelled.add(k)
     ax.set_xticks(range(len(tasks)))
     ax.set_xticklabels(tasks, rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("test headline metric (filled: best lr on validation)")
     ax.grid(alpha=0.3)
-    if lrs:
-        ax.legend(fontsize=7)
+    if lrs or labelled:
+        ax.legend(fontsize=6)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -267,7 +302,7 @@ def results_plot(rows: list[dict]) -> bytes:
     return buf.getvalue()
 
 
-def write_summary(rows: list[dict], folder: Path, anchors: dict[str, tuple[str, float]] | None = None) -> None:
+def write_summary(rows: list[dict], folder: Path, anchors: dict[str, list[Anchor]] | None = None) -> None:
     buf = io.StringIO()
     fields = ["task", "experiment", "lr", "seed", "status", "metric", "best_epoch", "val", "test", "error", "run_dir"]
     writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
@@ -275,7 +310,7 @@ def write_summary(rows: list[dict], folder: Path, anchors: dict[str, tuple[str, 
     writer.writerows(rows)
     atomic_write_text(folder / "results.csv", buf.getvalue())
     atomic_write_text(folder / "results.md", results_markdown(rows, anchors))
-    atomic_write_bytes(folder / "results.png", results_plot(rows))
+    atomic_write_bytes(folder / "results.png", results_plot(rows, anchors))
 
 
 # ---------------------------------------------------------------------------------------------- CLI

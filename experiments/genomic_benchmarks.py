@@ -16,6 +16,7 @@ from __future__ import annotations
 import fiddle as fdl
 
 from dnax.data.downstream import GENOMIC_BENCHMARKS
+from dnax.sweep import Anchor
 from experiments.common import experiment
 from experiments.downstream import LR_SWEEP, finetune
 from experiments.downstream import cnn, frozen, from_run, lr, sample, seed, tiny  # noqa: F401  fiddlers for dnax.run
@@ -23,6 +24,27 @@ from experiments.hg38_xlstm import mlstm_backbone
 
 #: the reference protocol, read by `python -m dnax.sweep` when --seeds / --lrs are not given
 SWEEP = {"seeds": (1, 2, 3, 4, 5), "lrs": LR_SWEEP}
+
+# Published test accuracy (mean over 5 seeds) shown beside the sweep results. Source: Schiff et al. 2024, "Caduceus:
+# Bi-Directional Equivariant Long-Range DNA Sequence Modeling", arXiv:2403.03234v2 (ICML 2024), Table 1 ("Genomic
+# Benchmarks. Top-1 accuracy across 5-fold cross-validation"): columns CNN (264K, trained from scratch: our `cnn`
+# fiddler), Caduceus-Ph (470K) and Caduceus-PS (470K). The Bio-xLSTM numbers (arXiv:2411.04165) are not entered:
+# their table text could not be retrieved to check them.
+_CADUCEUS_TAB1 = {  # task: (CNN, Caduceus-Ph, Caduceus-PS)
+    "dummy_mouse_enhancers_ensembl": (0.715, 0.754, 0.793),
+    "demo_coding_vs_intergenomic_seqs": (0.892, 0.915, 0.910),
+    "demo_human_or_worm": (0.942, 0.973, 0.968),
+    "human_enhancers_cohn": (0.702, 0.747, 0.745),
+    "human_enhancers_ensembl": (0.744, 0.893, 0.900),
+    "human_ensembl_regulatory": (0.872, 0.872, 0.873),
+    "human_ocr_ensembl": (0.698, 0.828, 0.818),
+    "human_nontata_promoters": (0.861, 0.946, 0.945),
+}
+ANCHORS = {
+    task: [Anchor(f"{model} (Schiff et al. 2024, Tab. 1)", value, "Accuracy")
+           for model, value in zip(("CNN", "Caduceus-Ph", "Caduceus-PS"), values)]
+    for task, values in _CADUCEUS_TAB1.items()
+}
 
 
 def genomic_benchmark(name: str) -> fdl.Partial:

@@ -3,8 +3,9 @@
 The reference (DNA-xLSTM / Caduceus `src/tasks/metrics.py`) computes MCC and F1 with sklearn on each batch and
 averages the batch values; on an imbalanced split a batch holding a single class gets MCC 0, so the average is
 biased (towards 0 for MCC) and depends on the batch size. Here every metric accumulates sufficient statistics
-over all batches (a confusion matrix, or all scores for AUROC); states are summed (concatenated) across
-processes by torchmetrics, and `compute()` applies the formula once to the whole split.
+over all batches (a confusion matrix; all scores for AUROC; a loss sum and an example count for cross-entropy);
+states are summed (concatenated) across processes by torchmetrics, and `compute()` applies the formula once to the
+whole split.
 
 Every `update(logits, labels)` takes logits or probabilities (B, C) and integer labels (B,).
 """
@@ -137,6 +138,27 @@ class AUROC(Metric):
         return torch.stack(valid).mean() if valid else torch.tensor(float("nan"))
 
 
+class CrossEntropy(Metric):
+    """Mean cross-entropy per example over the whole split, from logits (Composer's `CrossEntropy` averages batch
+    means, which weighs the examples of a short last batch more)."""
+
+    full_state_update = False
+    higher_is_better = False
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.add_state("sum_loss", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        labels = labels.reshape(-1).long()
+        self.sum_loss += torch.nn.functional.cross_entropy(logits.float(), labels, reduction="sum").double()
+        self.count += labels.numel()
+
+    def compute(self) -> torch.Tensor:
+        return (self.sum_loss / self.count).float() if self.count > 0 else torch.tensor(float("nan"))
+
+
 #: task.metric -> metric name in `classification_metrics`
 HEADLINE = {"mcc": "MCC", "f1": "F1", "accuracy": "Accuracy"}
 
@@ -144,4 +166,4 @@ HEADLINE = {"mcc": "MCC", "f1": "F1", "accuracy": "Accuracy"}
 def classification_metrics(num_classes: int) -> dict[str, Metric]:
     """Fresh instances of every split-level metric, keyed by the name Composer logs them under."""
     return {"Accuracy": Accuracy(num_classes), "MCC": MCC(num_classes), "F1": F1(num_classes),
-            "MacroF1": MacroF1(num_classes), "AUROC": AUROC(num_classes)}
+            "MacroF1": MacroF1(num_classes), "AUROC": AUROC(num_classes), "CrossEntropy": CrossEntropy()}

@@ -30,7 +30,6 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from composer.metrics import CrossEntropy
 from composer.models import ComposerModel
 from torch import nn
 
@@ -116,7 +115,7 @@ class SequenceClassifier(ComposerModel):
             for p in lm_head.parameters():  # a resumed run (autoresume) would fail to load the optimizer
                 p.requires_grad_(False)
         self.train_metrics = {"Accuracy": Accuracy(num_classes)}
-        self.eval_metrics = {**classification_metrics(num_classes), "CrossEntropy": CrossEntropy()}
+        self.eval_metrics = classification_metrics(num_classes)
 
     def train(self, mode: bool = True) -> "SequenceClassifier":
         super().train(mode)

@@ -8,17 +8,21 @@ right-side truncation, and `add_eos: False`: no [CLS]/[SEP]/EOS token is added).
 Reverse-complement augmentation (`rc_aug`) flips each example with probability 1/2 before truncation and padding (the
 reference reverse-complements the string, then tokenizes). The flips and the shuffle order come from the sampler, a
 generator seeded by `seed` and the epoch, so they are deterministic and independent of `num_workers`.
-Under torch.distributed each process reads its own share: training indices are padded to a multiple of the world size
-(as `DistributedSampler`), evaluation indices are strided without duplicates.
+Under torch.distributed each process reads its own share: indices are padded to a multiple of the world size by
+repeating the first ones and strided, exactly as `DistributedSampler` does (every process then runs the same number of
+batches, which Composer's collective calls per batch need). The sampler is a `DistributedSampler` by type, so Composer
+accepts it under DDP and drops the repeated examples from the last evaluation batch; `dnax.finetune.evaluate` does the
+same for the test split.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from dnax.data.downstream.loading import load_task
 from dnax.data.downstream.tasks import TaskDataError, TaskSpec, resolve_task
@@ -62,18 +66,26 @@ class ClassificationDataset(Dataset):
 
 
 def _world() -> tuple[int, int]:
+    """(rank, world size): of the process group, else of the launcher's environment (`RANK`, `WORLD_SIZE`), as
+    Composer reads them; loaders are often built before the Trainer initializes the process group."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
-class ExampleSampler(Sampler):
-    """Yields `(index, reverse_complement)`: a seeded permutation (or the identity) and seeded coin flips."""
+class ExampleSampler(DistributedSampler):
+    """Yields `(index, reverse_complement)`: a seeded permutation (or the identity) and seeded coin flips.
+
+    A `DistributedSampler` subclass for Composer's type checks; it sets the attributes Composer reads (`dataset`
+    for its length, `total_size`, `num_replicas`, `rank`) itself, without DistributedSampler's constructor."""
 
     def __init__(self, n: int, *, shuffle: bool, rc_aug: bool, seed: int, pad_to_world: bool):
         self.n, self.shuffle, self.rc_aug, self.seed, self.pad_to_world = n, shuffle, rc_aug, seed, pad_to_world
         self.epoch = 0
         self.rank, self.world = _world()
+        self.num_replicas, self.drop_last = self.world, False
+        self.dataset = range(n)  # sized stand-in: Composer reads len(sampler.dataset)
+        self.total_size = -(-n // self.world) * self.world if pad_to_world else n
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -97,8 +109,7 @@ class ExampleSampler(Sampler):
     def __len__(self) -> int:
         if self.world == 1:
             return self.n
-        total = -(-self.n // self.world) * self.world if self.pad_to_world else self.n
-        return len(range(self.rank, total, self.world))
+        return len(range(self.rank, self.total_size, self.world))
 
 
 def classification_dataloader(examples: Sequence[tuple[str, int]], *, batch_size: int, max_length: int, shuffle: bool,
@@ -106,7 +117,7 @@ def classification_dataloader(examples: Sequence[tuple[str, int]], *, batch_size
                               num_workers: int = 0) -> DataLoader:
     """A DataLoader of left-padded classification batches (see the module docstring)."""
     dataset = ClassificationDataset(examples, max_length)
-    sampler = ExampleSampler(len(dataset), shuffle=shuffle, rc_aug=rc_aug, seed=seed, pad_to_world=shuffle)
+    sampler = ExampleSampler(len(dataset), shuffle=shuffle, rc_aug=rc_aug, seed=seed, pad_to_world=True)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=num_workers,
                       persistent_workers=num_workers > 0)
 
