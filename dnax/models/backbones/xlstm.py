@@ -111,7 +111,8 @@ class XLSTMLM(nn.Module):
 
     dnax extras: `m_backend` also takes "kernel" (mlstm_kernels) and "auto" (fastest on the device; the math is
     the same for all), `s_backend` is handed to the sLSTM layer, `gradient_checkpointing` checkpoints each block
-    (the reference always does; off by default here).
+    (the reference always does; off by default here), `m_recompute_cell` checkpoints only the mLSTM cells (most of
+    the activation memory of the chunkwise forms at long context, for one extra cell forward).
     """
 
     def __init__(
@@ -146,6 +147,7 @@ class XLSTMLM(nn.Module):
         complement_map: dict[int, int] | None = None,
         gradient_checkpointing: bool = False,
         s_backend: Literal["auto", "vanilla", "cuda"] = "auto",
+        m_recompute_cell: bool = False,
     ):
         init_kwargs = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
@@ -200,7 +202,7 @@ class XLSTMLM(nn.Module):
                     d_model, num_heads=m_num_heads, proj_factor=m_proj_factor, conv1d_kernel_size=m_conv1d_kernel_size,
                     conv1d_causal=m_conv1d_causal, qkv_proj_blocksize=m_qkv_proj_blocksize, bias=m_bias,
                     dropout=dropout, init_num_blocks=1, backend=m_backend, chunk_size=m_chunk_size,
-                    bidirectional=mode == "native", rope=m_position_embeddings))
+                    bidirectional=mode == "native", rope=m_position_embeddings, recompute_cell=m_recompute_cell))
                 ffn_norm = ffn = None
             block = XLSTMBlock(xlstm_norm, xlstm, ffn_norm, ffn, mode=mode)
             block.reset_parameters()

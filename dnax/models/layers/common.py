@@ -88,7 +88,8 @@ def _shifted_ranges(S: int, K: int, left: int):
 
 class _DepthwiseConvFn(torch.autograd.Function):
     """y[b, t, c] = bias[c] + sum_j w[c, j] * x[b, t + j - left, c] (zero outside) on (B, S, C), no transposes
-    and no padded copy; optionally followed by a fused SiLU. Hand-written backward."""
+    and no padded copy; optionally followed by a fused SiLU. Hand-written backward. The output (and what is kept
+    for backward) has x's dtype: bf16 activations under autocast stay bf16, as nn.Conv1d's would."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, left: int, silu: bool):
@@ -99,6 +100,7 @@ class _DepthwiseConvFn(torch.autograd.Function):
         for j, lo, hi in _shifted_ranges(S, K, left):
             if j != left and hi > lo:
                 y[:, lo:hi].addcmul_(x[:, lo + j - left : hi + j - left], w[j])
+        y = y.to(x.dtype)
         ctx.save_for_backward(x, weight, y if silu else None)
         ctx.left, ctx.has_bias, ctx.silu = left, bias is not None, silu
         return F.silu(y) if silu else y

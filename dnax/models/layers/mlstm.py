@@ -26,6 +26,7 @@ from typing import Callable, Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .common import (
     CausalConv1d,
@@ -312,12 +313,16 @@ def mlstm_backend_fn(backend: Backend, bidirectional: bool, device: torch.device
 
 
 class MLSTMCell(nn.Module):
-    """Gates from cat(q, k, v), the mLSTM backend, then a per-head LayerNorm. Keys: igate, fgate, outnorm."""
+    """Gates from cat(q, k, v), the mLSTM backend, then a per-head LayerNorm. Keys: igate, fgate, outnorm.
+
+    `recompute`: keep only the backend's inputs for backward and run it again there (activation checkpointing of
+    the cell alone: the chunkwise forms save several fp32 tensors the size of q per chunk direction)."""
 
     def __init__(self, embedding_dim: int, num_heads: int, backend: Backend = "auto", chunk_size: int = 64,
-                 bidirectional: bool = False, rope: bool = False, rope_theta: float = 500000.0):
+                 bidirectional: bool = False, rope: bool = False, rope_theta: float = 500000.0,
+                 recompute: bool = False):
         super().__init__()
-        self.embedding_dim, self.num_heads = embedding_dim, num_heads
+        self.embedding_dim, self.num_heads, self.recompute = embedding_dim, num_heads, recompute
         self.backend, self.chunk_size, self.bidirectional = backend, chunk_size, bidirectional
         self.rope, self.rope_theta = rope, rope_theta
         self.igate = nn.Linear(3 * embedding_dim, num_heads)
@@ -359,7 +364,10 @@ class MLSTMCell(nn.Module):
             cos, sin = self._rope_tables(S, q.device)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         fn = mlstm_backend_fn(self.backend, self.bidirectional, q.device)
-        h = fn(q, k, v, i, f, chunk_size=self.chunk_size)  # (NH, B, S, DH)
+        if self.recompute and torch.is_grad_enabled():
+            h = checkpoint(fn, q, k, v, i, f, chunk_size=self.chunk_size, use_reentrant=False)
+        else:
+            h = fn(q, k, v, i, f, chunk_size=self.chunk_size)  # (NH, B, S, DH)
         return self.outnorm.forward_heads_last(h.permute(1, 2, 0, 3))  # (B, S, H)
 
 
@@ -369,7 +377,8 @@ class MLSTMLayer(nn.Module):
     def __init__(self, embedding_dim: int, num_heads: int = 4, proj_factor: float = 2.0, conv1d_kernel_size: int = 4,
                  conv1d_causal: bool = True, qkv_proj_blocksize: int = 4, bias: bool = False, dropout: float = 0.0,
                  init_num_blocks: int = 1, round_proj_up_to_multiple_of: int = 64, round_proj_up_dim_up: bool = False,
-                 backend: Backend = "auto", chunk_size: int = 64, bidirectional: bool = False, rope: bool = False):
+                 backend: Backend = "auto", chunk_size: int = 64, bidirectional: bool = False, rope: bool = False,
+                 recompute_cell: bool = False):
         super().__init__()
         mult = proj_factor * embedding_dim / round_proj_up_to_multiple_of
         inner = int((math.ceil(mult) if round_proj_up_dim_up else math.floor(mult)) * round_proj_up_to_multiple_of)
@@ -381,7 +390,8 @@ class MLSTMLayer(nn.Module):
         self.v_proj = LinearHeadwiseExpand(inner, n_proj_heads, bias=bias)
         self.conv1d = CausalConv1d(inner, conv1d_kernel_size, bias=True, causal=conv1d_causal)
         self.conv1d.reset_parameters()  # the reference re-initialises the conv once more at construction
-        self.mlstm_cell = MLSTMCell(inner, num_heads, backend, chunk_size, bidirectional, rope)
+        self.mlstm_cell = MLSTMCell(inner, num_heads, backend, chunk_size, bidirectional, rope,
+                                    recompute=recompute_cell)
         self.learnable_skip = nn.Parameter(torch.ones(inner))
         self.proj_down = nn.Linear(inner, embedding_dim, bias=bias)
         self.dropout = nn.Dropout(dropout)
@@ -410,7 +420,8 @@ class MLSTMLayer(nn.Module):
             h = cell(self.q_proj(c), self.k_proj(c), self.v_proj(x_mlstm))
         else:
             h = self._cell_fast(c, x_mlstm)
-        h = torch.addcmul(h, self.learnable_skip, c) * F.silu(z)
+        # in the activations' dtype (bf16 under autocast; the cell's output norm returns fp32 there)
+        h = torch.addcmul(h.to(c.dtype), self.learnable_skip.to(c.dtype), c) * F.silu(z)
         return self.dropout(self.proj_down(h))
 
     def _cell_fast(self, c: torch.Tensor, x_mlstm: torch.Tensor) -> torch.Tensor:
@@ -444,5 +455,5 @@ class MLSTMLayer(nn.Module):
         gates = gates.addmm_(x_mlstm.reshape(-1, I), folded[2].t())
         i, f = gates.view(B, S, 2, NH).permute(2, 3, 0, 1)  # each (NH, B, S)
         if self.q_proj.bias is not None:
-            q, k, v = (t + p.bias.view(NH, 1, 1, DH) for t, p in zip((q, k, v), projs))
+            q, k, v = (t + p.bias.to(t.dtype).view(NH, 1, 1, DH) for t, p in zip((q, k, v), projs))
         return cell.mix(q, k, v, i, f)
