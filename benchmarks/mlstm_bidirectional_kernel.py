@@ -141,6 +141,8 @@ def main(argv=None) -> None:
                dtype=args.dtype)
     lines = [f"Native bidirectional mLSTM cell, forward+backward, {gpu}, torch {env['torch']}, triton "
              f"{env['triton']}, B={args.batch} NH={args.heads} DH={args.head_dim} {args.dtype}, {env['date']}", "",
+             "TFLOP/s counts the quadratic form's work (3.5 x 4 S^2 DH per head) for every row: for the linear-time "
+             "rows (chunkwise, mlstm_kernels) it is an equivalent rate and can exceed the GPU's peak.", "",
              "| S | implementation | fwd+bwd (ms) | peak memory (GiB) | TFLOP/s |", "|---:|---|---:|---:|---:|"]
     for r in rows:
         if "error" in r:
