@@ -94,6 +94,34 @@ def _in_subprocess(impl: str, S: int, args) -> dict:
     return dict(impl=impl, S=S, error=(done.stderr.strip().splitlines() or ["failed"])[-1])
 
 
+def plot(rows: list[dict], title: str, out: Path) -> None:
+    """Forward+backward time and peak memory vs S, one line per implementation (log-log), written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4))
+    for impl in dict.fromkeys(r["impl"] for r in rows):
+        pts = sorted((r["S"], r) for r in rows if r["impl"] == impl and "fwd_bwd_ms" in r)
+        if pts:
+            ax_t.plot([S for S, _ in pts], [r["fwd_bwd_ms"] for _, r in pts], marker="o", label=impl)
+            ax_m.plot([S for S, _ in pts], [r["peak_mem_gib"] for _, r in pts], marker="o", label=impl)
+    for ax, ylabel in ((ax_t, "forward + backward (ms)"), (ax_m, "peak memory (GiB)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length S")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    tmp = out.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(out)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072])
@@ -105,8 +133,15 @@ def main(argv=None) -> None:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--timeout", type=int, default=300, help="seconds per configuration (with --isolate)")
     p.add_argument("--isolate", action="store_true", help="one process per configuration")
+    p.add_argument("--replot", type=Path, help="redraw the PNG of this results JSON and exit (no GPU needed)")
     p.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.replot:
+        payload = json.loads(args.replot.read_text())
+        env = payload["environment"]
+        plot(payload["results"], f"Native bidirectional mLSTM cell, {env['gpu']}, B={env['B']} NH={env['NH']} "
+             f"DH={env['DH']} {env['dtype']}, {env['date']}", args.replot.with_suffix(".png"))
+        return
     import torch
 
     if not torch.cuda.is_available():
@@ -152,7 +187,8 @@ def main(argv=None) -> None:
     stem = "mlstm_bidirectional_kernel_" + gpu.lower().replace(" ", "_").replace("/", "_")
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(RESULTS / f"{stem}.json", json.dumps({"environment": env, "results": rows}, indent=2))
-    atomic_write_text(RESULTS / f"{stem}.md", "\n".join(lines) + "\n")
+    atomic_write_text(RESULTS / f"{stem}.md", "\n".join(lines) + f"\n\n![plot]({stem}.png)\n")
+    plot(rows, lines[0], RESULTS / f"{stem}.png")
     print(f"wrote {RESULTS / stem}.md")
 
 

@@ -1,0 +1,96 @@
+"""Train-step tokens/s and peak memory of the paper's xLSTM configurations vs context length, with a plot.
+
+    python -m benchmarks.context_scaling                                   # CPU: 1k .. 32k, 32,768 tokens per step
+    python -m benchmarks.context_scaling --device cuda --dtype bf16 --tokens 131072 --lengths 1024 8192 32768
+
+Each point is `benchmarks.train_step` (forward, loss, backward, AdamW, clipping; its own process, so peak memory
+is its own) at batch = tokens // length, so every length trains the same number of tokens per step. Modes:
+causal, flip-and-add and native bidirectional mLSTM (the DNA-xLSTM 500k model by default; `--size 2m` for the
+2M one). Results: `benchmarks/results/context_scaling_<device>.{json,md,png}`; `--replot` redraws from the JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from benchmarks.machine import cpu_model
+from benchmarks.train_step import run_config
+from dnax.atomic import atomic_write_text
+
+RESULTS = Path(__file__).parent / "results"
+MODES = {"500k": ["causal", "flip_add", "native_bidirectional"],
+         "2m": ["xlstm_2m_clm", "xlstm_2m_flip_add", "xlstm_2m_native"]}
+
+
+def plot(rows: list[dict], title: str, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4))
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        pts = sorted((r["length"], r) for r in rows if r["mode"] == mode and r.get("tokens_per_s"))
+        if not pts:
+            continue
+        xs = [L for L, _ in pts]
+        ax_t.plot(xs, [r["tokens_per_s"] for _, r in pts], marker="o", label=mode)
+        ax_m.plot(xs, [r["peak_mem_gib"] for _, r in pts], marker="o", label=mode)
+    for ax, ylabel in ((ax_t, "tokens/s"), (ax_m, f"peak memory (GiB, {rows[0].get('peak_mem_kind', '')})")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("context length")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    tmp = out.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(out)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--size", default="500k", choices=list(MODES))
+    p.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384, 32768])
+    p.add_argument("--tokens", type=int, default=32768, help="tokens per step (batch = tokens // length)")
+    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--timeout", type=float, default=900)
+    p.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON only")
+    args = p.parse_args(argv)
+    stem = RESULTS / f"context_scaling_{args.device}"
+    if args.replot:
+        payload = json.loads(stem.with_suffix(".json").read_text())
+        plot(payload["results"], payload["title"], stem.with_suffix(".png"))
+        return
+    rows = []
+    for length in args.lengths:
+        for mode in MODES[args.size]:
+            row = run_config(mode, False, args.device, args.dtype, max(1, args.tokens // length), length, args.steps,
+                             timeout=args.timeout)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    import torch
+
+    device = torch.cuda.get_device_name() if args.device == "cuda" else cpu_model()
+    title = (f"xLSTM train step vs context length, {args.size} model, {args.tokens:,} tokens/step, {args.dtype}, "
+             f"{device}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")
+    lines = [title, "", "| length | mode | batch | tokens/s | peak memory (GiB) | load |", "|---:|---|---:|---:|---:|---:|"]
+    for r in rows:
+        tps = f"{r['tokens_per_s']:,}" if not r.get("error") else f"error: {r['error'][:80]}"
+        lines.append(f"| {r['length']} | {r['mode']} | {r['batch']} | {tps} | {r['peak_mem_gib']} | "
+                     f"{r['load_avg_1min']} |")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stem.with_suffix(".json"), json.dumps({"title": title, "results": rows}, indent=1) + "\n")
+    atomic_write_text(stem.with_suffix(".md"), "\n".join(lines) + f"\n\n![plot]({stem.name}.png)\n")
+    plot(rows, title, stem.with_suffix(".png"))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
