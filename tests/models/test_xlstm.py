@@ -366,3 +366,17 @@ def test_recomputed_cell_gives_the_same_gradients_and_saves_less(kw):
     for a, b in zip(g1, g0):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
     assert b1 < 0.75 * b0, (b0, b1)
+
+
+def test_kernel_backend_is_opaque_to_torch_compile():
+    """torch.compile traces the model around the Triton/mlstm_kernels cell, not into it (mlstm_kernels' autograd
+    functions break graphs with Tensor.item() and made compile time explode); outputs equal eager."""
+    import torch._dynamo as dynamo
+
+    torch.manual_seed(0)
+    model = XLSTMLM(d_model=32, n_layer=2, m_num_heads=2, max_length=64, m_backend="kernel", m_position_embeddings=True)
+    ids = torch.randint(7, 11, (1, 64))
+    explained = dynamo.explain(model)(ids)
+    assert all("item()" not in str(r.reason) for r in explained.break_reasons)
+    dynamo.reset()
+    torch.testing.assert_close(torch.compile(model, backend="eager")(ids), model(ids))

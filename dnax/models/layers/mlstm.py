@@ -264,6 +264,7 @@ def kernel_dtypes(q, k, v, i, f) -> tuple[torch.Tensor, ...]:
     return q.to(dtype), k.to(dtype), v.to(dtype), i.float(), f.float()
 
 
+@torch.compiler.disable  # opaque to torch.compile: the rest of the model compiles around it, no tracing into it
 def mlstm_kernel(q, k, v, i, f, chunk_size: int = 64, eps: float = EPS, **_) -> torch.Tensor:
     """Causal mLSTM via `mlstm_kernels` (they scale q by DH**-0.5 themselves), zero-padded to the chunk size."""
     q, k, v, i, f = kernel_dtypes(q, k, v, i, f)
@@ -286,6 +287,7 @@ def resolve_backend(backend: Backend, device: torch.device | None = None) -> str
     return "kernel" if device is not None and device.type == "cuda" else "chunkwise"
 
 
+@torch.compiler.disable  # opaque to torch.compile, like `mlstm_kernel`
 def mlstm_bidirectional_kernel(q, k, v, i, f, eps: float = EPS, **_) -> torch.Tensor:
     """Native bidirectional mLSTM via dnax's Triton kernel (`kernels/mlstm_bidirectional.py`), linear memory."""
     try:
