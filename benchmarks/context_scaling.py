@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from benchmarks.machine import cpu_model
+from benchmarks.plots import two_panels
 from benchmarks.train_step import run_config
 from dnax.atomic import atomic_write_text
 
@@ -25,31 +26,10 @@ MODES = {"500k": ["causal", "flip_add", "native_bidirectional"],
 
 
 def plot(rows: list[dict], title: str, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4))
-    for mode in dict.fromkeys(r["mode"] for r in rows):
-        pts = sorted((r["length"], r) for r in rows if r["mode"] == mode and r.get("tokens_per_s"))
-        if not pts:
-            continue
-        xs = [L for L, _ in pts]
-        ax_t.plot(xs, [r["tokens_per_s"] for _, r in pts], marker="o", label=mode)
-        ax_m.plot(xs, [r["peak_mem_gib"] for _, r in pts], marker="o", label=mode)
-    for ax, ylabel in ((ax_t, "tokens/s"), (ax_m, f"peak memory (GiB, {rows[0].get('peak_mem_kind', '')})")):
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("context length")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    tmp = out.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(out)
+    series = {mode: [(r["length"], r["tokens_per_s"], r["peak_mem_gib"]) for r in rows
+                     if r["mode"] == mode and r.get("tokens_per_s")] for mode in dict.fromkeys(r["mode"] for r in rows)}
+    two_panels(series, "context length", ("tokens/s", f"peak memory (GiB, {rows[0].get('peak_mem_kind', '')})"),
+               title, out)
 
 
 def main(argv=None) -> None:

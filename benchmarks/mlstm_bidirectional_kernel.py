@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.plots import two_panels
 from dnax.atomic import atomic_write_text
 
 RESULTS = Path(__file__).parent / "results"
@@ -95,31 +96,10 @@ def _in_subprocess(impl: str, S: int, args) -> dict:
 
 
 def plot(rows: list[dict], title: str, out: Path) -> None:
-    """Forward+backward time and peak memory vs S, one line per implementation (log-log), written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4))
-    for impl in dict.fromkeys(r["impl"] for r in rows):
-        pts = sorted((r["S"], r) for r in rows if r["impl"] == impl and "fwd_bwd_ms" in r)
-        if pts:
-            ax_t.plot([S for S, _ in pts], [r["fwd_bwd_ms"] for _, r in pts], marker="o", label=impl)
-            ax_m.plot([S for S, _ in pts], [r["peak_mem_gib"] for _, r in pts], marker="o", label=impl)
-    for ax, ylabel in ((ax_t, "forward + backward (ms)"), (ax_m, "peak memory (GiB)")):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("sequence length S")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    tmp = out.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(out)
+    """Forward+backward time and peak memory vs S, one line per implementation (log-log)."""
+    series = {impl: [(r["S"], r["fwd_bwd_ms"], r["peak_mem_gib"]) for r in rows if r["impl"] == impl
+                     and "fwd_bwd_ms" in r] for impl in dict.fromkeys(r["impl"] for r in rows)}
+    two_panels(series, "sequence length S", ("forward + backward (ms)", "peak memory (GiB)"), title, out, log_y=True)
 
 
 def main(argv=None) -> None:
