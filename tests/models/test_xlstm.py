@@ -380,3 +380,39 @@ def test_kernel_backend_is_opaque_to_torch_compile():
     assert all("item()" not in str(r.reason) for r in explained.break_reasons)
     dynamo.reset()
     torch.testing.assert_close(torch.compile(model, backend="eager")(ids), model(ids))
+
+
+def test_two_level_prefix_sums_equal_the_direct_weighted_sum():
+    """The blocked inter-chunk sums (used from NC > 2 blocks) equal the masked NC x NC weight matrix, values and
+    exact row max, also with a ragged last block and chunks that carry no weight (w = -inf)."""
+    from dnax.models.layers.mlstm import _prefix_sums
+
+    g = torch.Generator().manual_seed(0)
+    NC, Fdim = 37, 5
+    X = torch.randn(2, NC, Fdim, generator=g, dtype=torch.float64)
+    G = (-torch.rand(2, NC, generator=g, dtype=torch.float64) * 3).cumsum(-1)
+    A, B = torch.nn.functional.pad(G[:, :-1], (1, 0)), G
+    w = torch.randn(2, NC, generator=g, dtype=torch.float64) * 4
+    w[0, 5:9] = -float("inf")
+    Y_direct, M_direct = _prefix_sums(X, A, B, w, block=NC)  # NC <= 2 * block: the direct path
+    Y_blocked, M_blocked = _prefix_sums(X, A, B, w, block=4)
+    torch.testing.assert_close(M_blocked, M_direct)
+    torch.testing.assert_close(Y_blocked, Y_direct)
+    assert M_direct[:, 0].eq(-float("inf")).all() and Y_direct[:, 0].eq(0).all()
+
+
+@pytest.mark.parametrize("S", [256, 300])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["causal", "native"])
+def test_chunkwise_with_many_chunks_equals_parallel(S, bidirectional):
+    """chunk size 4: 64-75 chunks, so the inter-chunk states take the two-level path; values and all gradients."""
+    g = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(1, 2, S, 8, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    i = (torch.randn(1, 2, S, generator=g, dtype=torch.float64) * 2).requires_grad_()
+    f = (torch.randn(1, 2, S, generator=g, dtype=torch.float64) + 3).requires_grad_()
+    fast, ref = ((mlstm_bidirectional_chunkwise, mlstm_bidirectional_parallel) if bidirectional
+                 else (mlstm_chunkwise, mlstm_parallel))
+    h, h_ref = fast(q, k, v, i, f, chunk_size=4), ref(q, k, v, i, f)
+    torch.testing.assert_close(h, h_ref, atol=1e-9, rtol=1e-8)
+    dh = torch.randn(h.shape, generator=g, dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad(h, (q, k, v, i, f), dh), torch.autograd.grad(h_ref, (q, k, v, i, f), dh)):
+        torch.testing.assert_close(a, b, atol=1e-8, rtol=1e-7)

@@ -137,9 +137,54 @@ def _row_max_with_grad(log_D, b, x, i):
     return torch.where(torch.isfinite(m_val), m_lo, m_val)
 
 
+#: chunks per block of the two-level inter-chunk sums (used from 2 blocks of chunks on)
+STATE_BLOCK = 16
+
+
+def _prefix_sums(X, A, B, w, block: int | None = None):
+    """Y_c = sum_{l < c} exp(A_c - B_l + w_l - M_c) X_l with M_c = max_{l < c} (A_c - B_l + w_l) (-inf, Y_c = 0 where
+    no l < c); X (..., NC, F), A, B, w (..., NC). Exactly (up to rounding) the masked (NC x NC) weight matrix times X,
+    but for NC > 2 * block in two levels: within blocks of `block` chunks directly, across blocks through block-end
+    states (reference values P, Q cancel: A_c - B_l = (A_c - P_b) + (P_b - Q_beta) + (Q_beta - B_l)), so the work is
+    O(NC * block + (NC / block)^2) instead of O(NC^2), and M_c is still the exact row max."""
+    NC, block = X.shape[-2], block or STATE_BLOCK
+    if NC <= 2 * block:
+        log_W = (A.unsqueeze(-1) - B.unsqueeze(-2) + w.unsqueeze(-2)).masked_fill(~_tril(NC, X.device, -1),
+                                                                                   -float("inf"))
+        M = log_W.amax(-1)
+        return torch.exp(log_W - _finite_or_zero(M).unsqueeze(-1)) @ X, M
+    pad = (-NC) % block
+    if pad:  # padded chunks come last and carry no weight (w = -inf): they only ever receive
+        X = F.pad(X, (0, 0, 0, pad))
+        A, B = (F.pad(t, (0, pad), mode="replicate") for t in (A, B))
+        w = F.pad(w, (0, pad), value=-float("inf"))
+    NB = X.shape[-2] // block
+    Xb, Ab, Bb, wb = (t.unflatten(-2 if t is X else -1, (NB, block)) for t in (X, A, B, w))
+    # within each block (l < c in the same block)
+    log_W = (Ab.unsqueeze(-1) - Bb.unsqueeze(-2) + wb.unsqueeze(-2)).masked_fill(
+        ~_tril(block, X.device, -1), -float("inf"))  # (..., NB, block, block)
+    M_in = log_W.amax(-1)
+    # state of each block at its end (reference Q = B of its last chunk), stabilised by its own max
+    Q = Bb[..., -1]
+    log_s = Q.unsqueeze(-1) - Bb + wb  # (..., NB, block)
+    M_s = log_s.amax(-1)
+    S = (torch.exp(log_s - _finite_or_zero(M_s).unsqueeze(-1)).unsqueeze(-2) @ Xb).squeeze(-2)  # (..., NB, F)
+    # states entering each block from earlier blocks (reference P = A of its first chunk)
+    P = Ab[..., 0]
+    log_T = (P.unsqueeze(-1) - Q.unsqueeze(-2) + M_s.unsqueeze(-2)).masked_fill(~_tril(NB, X.device, -1),
+                                                                                  -float("inf"))
+    M_T = log_T.amax(-1)  # (..., NB)
+    T = torch.exp(log_T - _finite_or_zero(M_T).unsqueeze(-1)) @ S  # (..., NB, F)
+    # each chunk: intra-block part and the carried state, under one exact max
+    log_carry = Ab - P.unsqueeze(-1) + M_T.unsqueeze(-1)  # (..., NB, block)
+    M = torch.maximum(M_in, log_carry)
+    Mz = _finite_or_zero(M)
+    Y = torch.exp(log_W - Mz.unsqueeze(-1)) @ Xb + torch.exp(log_carry - Mz).unsqueeze(-1) * T.unsqueeze(-2)
+    return Y.flatten(-3, -2)[..., :NC, :], M.flatten(-2)[..., :NC]
+
+
 def _chunk_states(k, v, log_w, g, directions):
-    """States entering each chunk from earlier chunks (forward) and/or later chunks (reversed), all directions
-    in one batched product.
+    """States entering each chunk from earlier chunks (forward) and/or later chunks (reversed).
 
     k, v (..., NC, L, DH); log_w (..., NC, L, D): per key, the log weight (input gate plus decay) to the boundary
     of its chunk that faces the query chunk, for each of the D directions; g (..., NC) the whole-chunk decays.
@@ -152,24 +197,22 @@ def _chunk_states(k, v, log_w, g, directions):
     KW = (k.unsqueeze(-2) * torch.exp(log_w - _finite_or_zero(w_max).unsqueeze(-2)).unsqueeze(-1)).flatten(-2)
     U = (KW.transpose(-1, -2) @ v).unflatten(-2, (D, DH))  # (..., NC, D, DH, DH): sum_s w k_s v_s^T
     u = KW.sum(-2).unflatten(-1, (D, DH))  # (..., NC, D, DH)
+    X = torch.cat([U.flatten(-2), u], -1)  # (..., NC, D, DH*DH + DH)
     G = g.cumsum(-1)  # G_c: decay from the sequence start through chunk c
     G_prev = F.pad(G[..., :-1], (1, 0))  # G_{c-1}, exactly (G - g would leak rounding from chunk c into c's row)
-    log_W = []
+    Ys, Ms = [], []
     for d, forward in enumerate(directions):
-        if forward:  # query chunk c <- key chunk l < c, decay G_{c-1} - G_l
-            lw = G_prev.unsqueeze(-1) - G.unsqueeze(-2)
-            mask = _tril(NC, k.device, -1)
-        else:  # query chunk c <- key chunk l > c, decay G_{l-1} - G_c
-            lw = G_prev.unsqueeze(-2) - G.unsqueeze(-1)
-            mask = _tril(NC, k.device).logical_not_()
-        log_W.append((lw + w_max[..., d].unsqueeze(-2)).masked_fill(~mask, -float("inf")))
-    log_W = torch.stack(log_W, -3)  # (..., D, NC, NC)
-    M = log_W.amax(-1)  # (..., D, NC)
-    W = torch.exp(log_W - _finite_or_zero(M).unsqueeze(-1))
-    C = W @ U.movedim(-3, -4).flatten(-2)  # (..., D, NC, DH*DH)
-    n = W @ u.movedim(-2, -3)  # (..., D, NC, DH)
-    C = C.unflatten(-1, (DH, DH)).movedim(-4, -2).flatten(-2)  # (..., NC, DH, D*DH)
-    return C, n.movedim(-3, -1), M.movedim(-2, -1)
+        if forward:  # query chunk c <- key chunk l < c, log weight G_{c-1} - G_l + w_l
+            Y, M = _prefix_sums(X[..., d, :], G_prev, G, w_max[..., d])
+        else:  # query chunk c <- key chunk l > c, log weight G_{l-1} - G_c + w_l: the forward sum, chunks reversed
+            Y, M = _prefix_sums(X[..., d, :].flip(-2), -G.flip(-1), -G_prev.flip(-1), w_max[..., d].flip(-1))
+            Y, M = Y.flip(-2), M.flip(-1)
+        Ys.append(Y)
+        Ms.append(M)
+    Y = torch.stack(Ys, -2)  # (..., NC, D, DH*DH + DH)
+    C = Y[..., : DH * DH].unflatten(-1, (DH, DH)).movedim(-3, -2).flatten(-2)  # (..., NC, DH, D*DH)
+    n = Y[..., DH * DH :].movedim(-2, -1)  # (..., NC, DH, D)
+    return C, n, torch.stack(Ms, -1)
 
 
 def _mlstm_chunked(q, k, v, i, f, chunk_size: int, eps: float, bidirectional: bool) -> torch.Tensor:
