@@ -317,14 +317,16 @@ def test_rcps_mlstm_model_is_rc_equivariant():
 
 
 def test_kernel_backend_gets_autocast_dtype_inputs_and_fp32_gates(monkeypatch):
-    """Under bf16 autocast q, k, v reach the cell in fp32 (RoPE, conv and head-wise projections compute in fp32);
-    the Triton backends must get them in bf16 (fp32 tiles ran ~12x slower on an H100) and the gates in fp32."""
+    """Under bf16 autocast the Triton backends get q, k, v in bf16 and the gates in fp32, and mlstm_kernels is told
+    to run in bf16 (its custom_fwd casts every input to `autocast_kernel_dtype`, fp32 unless given: fp32 tiles ran
+    ~12x slower on an H100)."""
     import dnax.models.layers.mlstm as mlstm
 
     seen = []
 
-    def spy(q, k, v, i, f, chunk_size, eps):
-        seen.append((q.dtype, k.dtype, v.dtype, i.dtype, f.dtype))
+    def spy(q, k, v, i, f, chunk_size, eps, autocast_kernel_dtype):
+        # mlstm_kernels casts all inputs to autocast_kernel_dtype under CUDA autocast (fp32 if not given)
+        seen.append((q.dtype, k.dtype, v.dtype, i.dtype, f.dtype, autocast_kernel_dtype))
         return torch.zeros_like(q)
 
     monkeypatch.setattr(mlstm, "_kernels_fn", lambda device_type: spy)
@@ -332,10 +334,10 @@ def test_kernel_backend_gets_autocast_dtype_inputs_and_fp32_gates(monkeypatch):
                     m_backend="kernel", bidirectional=False)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         model(torch.randint(7, 11, (1, 16)))
-    assert seen == [(torch.bfloat16,) * 3 + (torch.float32,) * 2]
+    assert seen == [(torch.bfloat16,) * 3 + (torch.float32,) * 2 + (torch.bfloat16,)]
     seen.clear()
     model(torch.randint(7, 11, (1, 16)))  # no autocast: inputs keep their dtype
-    assert seen == [(torch.float32,) * 5]
+    assert seen == [(torch.float32,) * 6]
 
 
 @pytest.mark.parametrize("kw", [dict(bidirectional=False), dict(bidirectional=True, m_backend_bidirectional=True)],

@@ -299,8 +299,8 @@ def _kernels_fn(device_type: str) -> Callable:
 
 def kernel_dtypes(q, k, v, i, f) -> tuple[torch.Tensor, ...]:
     """q, k, v in the autocast dtype when autocast is on (else q's dtype), gates in fp32: what the Triton kernels
-    should see. Under bf16 autocast q, k, v reach the cell in fp32 (RoPE, the conv and the head-wise projections
-    compute in fp32), and fp32 inputs send mlstm_kernels to its fp32 tiles, measured ~12x slower on an H100
+    should see (mlstm_kernels then casts the gates to the q dtype itself under CUDA autocast, as in xLSTMLarge).
+    fp32 q, k, v send mlstm_kernels to its fp32 tiles, measured ~12x slower on an H100
     (benchmarks/results/profile_xlstm_2m_clm_128x1024_cuda.txt)."""
     device = q.device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else q.dtype
@@ -318,8 +318,10 @@ def mlstm_kernel(q, k, v, i, f, chunk_size: int = 64, eps: float = EPS, **_) -> 
     if pad:  # causal: trailing padding never reaches earlier outputs
         q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
         i, f = F.pad(i, (0, pad)), F.pad(f, (0, pad))
+    # autocast_kernel_dtype: mlstm_kernels' custom_fwd casts every input to it under CUDA autocast, fp32 by default
+    # (which undid the bf16 above, and made the kernel ~12x slower on an H100); in q's dtype, as xLSTMLarge runs it
     h = _kernels_fn(q.device.type)(q.contiguous(), k.contiguous(), v.contiguous(), i.contiguous(), f.contiguous(),
-                              chunk_size=L, eps=eps)
+                                   chunk_size=L, eps=eps, autocast_kernel_dtype=q.dtype)
     return h[..., :S, :]
 
 
