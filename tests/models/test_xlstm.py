@@ -418,3 +418,21 @@ def test_chunkwise_with_many_chunks_equals_parallel(S, bidirectional):
     dh = torch.randn(h.shape, generator=g, dtype=torch.float64)
     for a, b in zip(torch.autograd.grad(h, (q, k, v, i, f), dh), torch.autograd.grad(h_ref, (q, k, v, i, f), dh)):
         torch.testing.assert_close(a, b, atol=1e-8, rtol=1e-7)
+
+
+def test_two_level_suffix_sums_equal_the_direct_weighted_sum():
+    """`reverse=True` (keys after the query chunk, the native bidirectional's backward states): blocked == direct."""
+    from dnax.models.layers.mlstm import _prefix_sums
+
+    g = torch.Generator().manual_seed(1)
+    NC = 35
+    X = torch.randn(3, NC, 4, generator=g, dtype=torch.float64)
+    G = (-torch.rand(3, NC, generator=g, dtype=torch.float64) * 3).cumsum(-1)
+    A, B = -G, -torch.nn.functional.pad(G[:, :-1], (1, 0))
+    w = torch.randn(3, NC, generator=g, dtype=torch.float64) * 4
+    w[1, -6:-2] = -float("inf")
+    Y_direct, M_direct = _prefix_sums(X, A, B, w, reverse=True, block=NC)
+    Y_blocked, M_blocked = _prefix_sums(X, A, B, w, reverse=True, block=4)
+    torch.testing.assert_close(M_blocked, M_direct)
+    torch.testing.assert_close(Y_blocked, Y_direct)
+    assert M_direct[:, -1].eq(-float("inf")).all() and Y_direct[:, -1].eq(0).all()

@@ -141,41 +141,48 @@ def _row_max_with_grad(log_D, b, x, i):
 STATE_BLOCK = 16
 
 
-def _prefix_sums(X, A, B, w, block: int | None = None):
+def _directed_mask(n: int, device, reverse: bool) -> torch.Tensor:
+    """(n, n) bool: key l strictly before query c (reverse: strictly after)."""
+    lower = _tril(n, device, -1)
+    return lower.transpose(0, 1) if reverse else lower
+
+
+def _prefix_sums(X, A, B, w, reverse: bool = False, block: int | None = None):
     """Y_c = sum_{l < c} exp(A_c - B_l + w_l - M_c) X_l with M_c = max_{l < c} (A_c - B_l + w_l) (-inf, Y_c = 0 where
-    no l < c); X (..., NC, F), A, B, w (..., NC). Exactly (up to rounding) the masked (NC x NC) weight matrix times X,
-    but for NC > 2 * block in two levels: within blocks of `block` chunks directly, across blocks through block-end
-    states (reference values P, Q cancel: A_c - B_l = (A_c - P_b) + (P_b - Q_beta) + (Q_beta - B_l)), so the work is
-    O(NC * block + (NC / block)^2) instead of O(NC^2), and M_c is still the exact row max."""
+    no l < c; `reverse`: over l > c); X (..., NC, F), A, B, w (..., NC). Exactly (up to rounding) the masked (NC x NC)
+    weight matrix times X, but for NC > 2 * block in two levels: within blocks of `block` chunks directly, across
+    blocks through block-boundary states (reference values P, Q cancel: A_c - B_l = (A_c - P_b) + (P_b - Q_beta) +
+    (Q_beta - B_l)), so the work is O(NC * block + (NC / block)^2) instead of O(NC^2), and M_c is still the exact
+    row max."""
     NC, block = X.shape[-2], block or STATE_BLOCK
     if NC <= 2 * block:
-        log_W = (A.unsqueeze(-1) - B.unsqueeze(-2) + w.unsqueeze(-2)).masked_fill(~_tril(NC, X.device, -1),
-                                                                                   -float("inf"))
+        log_W = (A.unsqueeze(-1) - B.unsqueeze(-2) + w.unsqueeze(-2)).masked_fill(
+            ~_directed_mask(NC, X.device, reverse), -float("inf"))
         M = log_W.amax(-1)
         return torch.exp(log_W - _finite_or_zero(M).unsqueeze(-1)) @ X, M
     pad = (-NC) % block
-    if pad:  # padded chunks come last and carry no weight (w = -inf): they only ever receive
+    if pad:  # padded chunks carry no weight (w = -inf): they only ever receive
         X = F.pad(X, (0, 0, 0, pad))
         A, B = (F.pad(t, (0, pad), mode="replicate") for t in (A, B))
         w = F.pad(w, (0, pad), value=-float("inf"))
     NB = X.shape[-2] // block
     Xb, Ab, Bb, wb = (t.unflatten(-2 if t is X else -1, (NB, block)) for t in (X, A, B, w))
-    # within each block (l < c in the same block)
+    # within each block
     log_W = (Ab.unsqueeze(-1) - Bb.unsqueeze(-2) + wb.unsqueeze(-2)).masked_fill(
-        ~_tril(block, X.device, -1), -float("inf"))  # (..., NB, block, block)
+        ~_directed_mask(block, X.device, reverse), -float("inf"))  # (..., NB, block, block)
     M_in = log_W.amax(-1)
-    # state of each block at its end (reference Q = B of its last chunk), stabilised by its own max
-    Q = Bb[..., -1]
+    # each block's state at its boundary facing the queries (reference Q = B there), stabilised by its own max
+    Q = Bb[..., 0] if reverse else Bb[..., -1]
     log_s = Q.unsqueeze(-1) - Bb + wb  # (..., NB, block)
     M_s = log_s.amax(-1)
     S = (torch.exp(log_s - _finite_or_zero(M_s).unsqueeze(-1)).unsqueeze(-2) @ Xb).squeeze(-2)  # (..., NB, F)
-    # states entering each block from earlier blocks (reference P = A of its first chunk)
-    P = Ab[..., 0]
-    log_T = (P.unsqueeze(-1) - Q.unsqueeze(-2) + M_s.unsqueeze(-2)).masked_fill(~_tril(NB, X.device, -1),
-                                                                                  -float("inf"))
+    # states entering each block from the blocks before it (reverse: after it); reference P = A at its entry
+    P = Ab[..., -1] if reverse else Ab[..., 0]
+    log_T = (P.unsqueeze(-1) - Q.unsqueeze(-2) + M_s.unsqueeze(-2)).masked_fill(
+        ~_directed_mask(NB, X.device, reverse), -float("inf"))
     M_T = log_T.amax(-1)  # (..., NB)
     T = torch.exp(log_T - _finite_or_zero(M_T).unsqueeze(-1)) @ S  # (..., NB, F)
-    # each chunk: intra-block part and the carried state, under one exact max
+    # each chunk: the in-block part and the carried state, under one exact max
     log_carry = Ab - P.unsqueeze(-1) + M_T.unsqueeze(-1)  # (..., NB, block)
     M = torch.maximum(M_in, log_carry)
     Mz = _finite_or_zero(M)
@@ -197,21 +204,21 @@ def _chunk_states(k, v, log_w, g, directions):
     KW = (k.unsqueeze(-2) * torch.exp(log_w - _finite_or_zero(w_max).unsqueeze(-2)).unsqueeze(-1)).flatten(-2)
     U = (KW.transpose(-1, -2) @ v).unflatten(-2, (D, DH))  # (..., NC, D, DH, DH): sum_s w k_s v_s^T
     u = KW.sum(-2).unflatten(-1, (D, DH))  # (..., NC, D, DH)
-    X = torch.cat([U.flatten(-2), u], -1)  # (..., NC, D, DH*DH + DH)
     G = g.cumsum(-1)  # G_c: decay from the sequence start through chunk c
     G_prev = F.pad(G[..., :-1], (1, 0))  # G_{c-1}, exactly (G - g would leak rounding from chunk c into c's row)
     Ys, Ms = [], []
     for d, forward in enumerate(directions):
+        # (..., NC, DH*DH + DH), contiguous: a strided slice would be copied by each blocked matmul, and kept
+        X = torch.cat([U[..., d, :, :].flatten(-2), u[..., d, :]], -1)
         if forward:  # query chunk c <- key chunk l < c, log weight G_{c-1} - G_l + w_l
-            Y, M = _prefix_sums(X[..., d, :], G_prev, G, w_max[..., d])
-        else:  # query chunk c <- key chunk l > c, log weight G_{l-1} - G_c + w_l: the forward sum, chunks reversed
-            Y, M = _prefix_sums(X[..., d, :].flip(-2), -G.flip(-1), -G_prev.flip(-1), w_max[..., d].flip(-1))
-            Y, M = Y.flip(-2), M.flip(-1)
+            Y, M = _prefix_sums(X, G_prev, G, w_max[..., d])
+        else:  # query chunk c <- key chunk l > c, log weight G_{l-1} - G_c + w_l = (-G_c) - (-G_{l-1}) + w_l
+            Y, M = _prefix_sums(X, -G, -G_prev, w_max[..., d], reverse=True)
         Ys.append(Y)
         Ms.append(M)
     Y = torch.stack(Ys, -2)  # (..., NC, D, DH*DH + DH)
     C = Y[..., : DH * DH].unflatten(-1, (DH, DH)).movedim(-3, -2).flatten(-2)  # (..., NC, DH, D*DH)
-    n = Y[..., DH * DH :].movedim(-2, -1)  # (..., NC, DH, D)
+    n = Y[..., DH * DH :].movedim(-2, -1).contiguous()  # (..., NC, DH, D); its own storage: a view would keep Y
     return C, n, torch.stack(Ms, -1)
 
 
