@@ -355,7 +355,8 @@ def mlstm_backend_fn(backend: Backend, bidirectional: bool, device: torch.device
         # 'kernel': dnax's Triton kernel on CUDA (on CPU the chunkwise PyTorch form, same math). 'auto' is the
         # chunkwise form everywhere: on an H100 it beats the quadratic-time Triton kernel from S = 8k (41.6 vs
         # 283 ms fwd+bwd at 32k, benchmarks/results/mlstm_bidirectional_kernel_nvidia_h100_80gb_hbm3.md), and the
-        # kernel's bf16 backward missed its accuracy check on that GPU at a ragged length (S = 1000).
+        # kernel missed its accuracy check on that GPU at S = 1000 (explained by its old upper-triangle decays and
+        # fixed since, per a CPU emulation: re-check on a GPU before making it the default for short sequences).
         if backend == "kernel" and device is not None and device.type == "cuda":
             return mlstm_bidirectional_kernel
         return mlstm_bidirectional_parallel if backend == "parallel" else mlstm_bidirectional_chunkwise
