@@ -13,6 +13,7 @@ Fiddlers (command line: `python -m dnax.run experiments.genomic_benchmarks.human
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import fiddle as fdl
@@ -28,7 +29,7 @@ from dnax.finetune import SelectBestAndTest
 from dnax.models.backbones.cnn import GenomicBenchmarksCNN
 from dnax.models.classifier import SequenceClassifier
 from dnax.train import train
-from experiments.common import RUN_DIR
+from experiments.common import RUN_DIR, experiment
 
 #: the reference's learning-rate sweep (both benchmark scripts)
 LR_SWEEP = (1e-3, 2e-3, 4e-4, 6e-4, 8e-4)
@@ -91,6 +92,23 @@ def finetune(
             seed=seed,
         ),
     )
+
+
+def register_tasks(namespace: dict, specs: Mapping[str, TaskSpec], build: Callable[[str], fdl.Partial],
+                   describe: Callable[[str, TaskSpec], str]) -> None:
+    """One registered experiment per task in `specs`, named after it, in the module whose globals are `namespace`:
+    `build(name)` is its config, `describe(name, spec)` its docstring."""
+    for name, spec in specs.items():
+        namespace[name] = experiment(_task_experiment(name, namespace["__name__"], build, describe(name, spec)))
+
+
+def _task_experiment(name: str, module: str, build: Callable[[str], fdl.Partial], doc: str) -> Callable:
+    def fn() -> fdl.Partial:
+        return build(name)
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__module__, fn.__doc__ = module, doc
+    return fn
 
 
 def _loaders(cfg: fdl.Buildable) -> list[fdl.Config]:

@@ -17,8 +17,7 @@ import fiddle as fdl
 
 from dnax.data.downstream import GENOMIC_BENCHMARKS
 from dnax.sweep import Anchor
-from experiments.common import experiment
-from experiments.downstream import LR_SWEEP, finetune
+from experiments.downstream import LR_SWEEP, finetune, register_tasks
 from experiments.downstream import cnn, frozen, from_run, lr, sample, seed, tiny  # noqa: F401  fiddlers for dnax.run
 from experiments.hg38_xlstm import mlstm_backbone
 
@@ -53,18 +52,6 @@ def genomic_benchmark(name: str) -> fdl.Partial:
                     epochs=10, batch_size=64, lr=6e-4, rc_mode="ph", rc_aug=True)
 
 
-def _register(name: str) -> None:
-    spec = GENOMIC_BENCHMARKS[name]
-
-    def fn() -> fdl.Partial:
-        return genomic_benchmark(name)
-
-    fn.__name__ = fn.__qualname__ = name
-    fn.__module__ = __name__
-    fn.__doc__ = (f"Genomic Benchmarks `{name}` ({spec.num_classes} classes, max length {spec.max_length}): xLSTM-PH "
-                  f"fine-tuning, headline {spec.metric}; expected above the CNN baseline (`cnn` fiddler).")
-    globals()[name] = experiment(fn)
-
-
-for _name in GENOMIC_BENCHMARKS:
-    _register(_name)
+register_tasks(globals(), GENOMIC_BENCHMARKS, genomic_benchmark, lambda name, spec: (
+    f"Genomic Benchmarks `{name}` ({spec.num_classes} classes, max length {spec.max_length}): xLSTM-PH "
+    f"fine-tuning, headline {spec.metric}; expected above the CNN baseline (`cnn` fiddler)."))

@@ -17,8 +17,7 @@ import fiddle as fdl
 
 from dnax.data.downstream import NUCLEOTIDE_TRANSFORMER
 from dnax.sweep import Anchor
-from experiments.common import experiment
-from experiments.downstream import LR_SWEEP, finetune
+from experiments.downstream import LR_SWEEP, finetune, register_tasks
 from experiments.downstream import cnn, frozen, from_run, lr, sample, seed, tiny  # noqa: F401  fiddlers for dnax.run
 from experiments.hg38_xlstm import mlstm_backbone
 
@@ -65,18 +64,6 @@ def nucleotide_transformer(name: str) -> fdl.Partial:
                     epochs=20, batch_size=128, lr=1e-3, rc_mode="ph", rc_aug=False)
 
 
-def _register(name: str) -> None:
-    spec = NUCLEOTIDE_TRANSFORMER[name]
-
-    def fn() -> fdl.Partial:
-        return nucleotide_transformer(name)
-
-    fn.__name__ = fn.__qualname__ = name
-    fn.__module__ = __name__
-    fn.__doc__ = (f"Nucleotide Transformer `{name}` ({spec.num_classes} classes, max length {spec.max_length}): "
-                  f"xLSTM-PH fine-tuning, headline {spec.metric}; expected above the CNN baseline (`cnn` fiddler).")
-    globals()[name] = experiment(fn)
-
-
-for _name in NUCLEOTIDE_TRANSFORMER:
-    _register(_name)
+register_tasks(globals(), NUCLEOTIDE_TRANSFORMER, nucleotide_transformer, lambda name, spec: (
+    f"Nucleotide Transformer `{name}` ({spec.num_classes} classes, max length {spec.max_length}): "
+    f"xLSTM-PH fine-tuning, headline {spec.metric}; expected above the CNN baseline (`cnn` fiddler)."))

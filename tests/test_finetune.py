@@ -7,23 +7,12 @@ import pytest
 import torch
 from composer import Trainer
 from fiddle.experimental import serialization
-from torch import nn
 
 from dnax import run as cli
-from dnax import tokenizer as tk
 from dnax.data.downstream import classification_dataloader
 from dnax.finetune import BEST_WEIGHTS, RESULTS, SelectBestAndTest
 from dnax.models.classifier import SequenceClassifier
-
-
-class TokenwiseBackbone(nn.Module):
-    def __init__(self, d_model=8):
-        super().__init__()
-        self.d_model = d_model
-        self.emb = nn.Embedding(tk.VOCAB_SIZE, d_model)
-
-    def hidden_states(self, ids):
-        return torch.tanh(self.emb(ids))
+from tests.models.tokenwise import TokenwiseBackbone
 
 
 def gc_examples(n, seed):

@@ -10,18 +10,7 @@ from dnax.models.classifier import SequenceClassifier, load_backbone_weights, po
 from dnax.models.lm import DnaLM
 from dnax.models.objectives import MaskedLM
 from dnax.pretrained import save_pretrained
-
-
-class TokenwiseBackbone(nn.Module):
-    """hidden state of a position = f(its token only): padding cannot leak into the real tokens' states."""
-
-    def __init__(self, d_model=8):
-        super().__init__()
-        self.d_model = d_model
-        self.emb = nn.Embedding(tk.VOCAB_SIZE, d_model)
-
-    def hidden_states(self, ids):
-        return torch.tanh(self.emb(ids))
+from tests.models.tokenwise import TokenwiseBackbone
 
 
 def left_padded(seqs, length):
