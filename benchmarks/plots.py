@@ -3,16 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dnax.atomic import atomic_write_bytes
+from dnax.plotting import png_bytes, subplots
+
 
 def two_panels(series: dict[str, list[tuple[float, float, float]]], xlabel: str, ylabels: tuple[str, str],
                title: str, out: Path, log_y: bool = False) -> None:
     """`series`: label -> [(x, left y, right y)] (sorted here); written to `out` atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = subplots(1, 2, figsize=(11, 4), dpi=120)
     for label, pts in series.items():
         pts = sorted(pts)
         if pts:
@@ -27,8 +25,4 @@ def two_panels(series: dict[str, list[tuple[float, float, float]]], xlabel: str,
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    tmp = out.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(out)
+    atomic_write_bytes(out, png_bytes(fig))

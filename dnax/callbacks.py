@@ -21,6 +21,7 @@ from composer.loggers import Logger, LoggerDestination
 from composer.utils import dist, reproducibility
 
 from dnax.atomic import atomic_write_bytes
+from dnax.plotting import png_bytes, subplots
 
 TRAIN_LOSS = "loss/train/total"
 EVAL_LOSS = "metrics/eval/LanguageCrossEntropy"
@@ -117,16 +118,11 @@ class RunReport(LoggerDestination):
 
 def plot_loss_curve(rows: list[tuple[int, str, float]]) -> bytes:
     """PNG bytes: train loss (raw and smoothed), validation loss and the baselines, against step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     def series(name):
         pts = sorted((s, v) for s, n, v in rows if n == name and not math.isnan(v))
         return [p[0] for p in pts], [p[1] for p in pts]
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    fig, ax = subplots(figsize=(7, 4.2), dpi=120)
     steps, loss = series(TRAIN_LOSS)
     ax.plot(steps, loss, color="tab:blue", alpha=0.25, lw=0.8)
     if loss:
@@ -144,11 +140,7 @@ def plot_loss_curve(rows: list[tuple[int, str, float]]) -> bytes:
     ax.set_ylabel("cross-entropy (nats)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 # -- faults ---------------------------------------------------------------------------------------------------------

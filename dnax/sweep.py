@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from dnax.atomic import atomic_write_bytes, atomic_write_text
+from dnax.plotting import png_bytes, subplots
 
 RESULTS = "results.json"
 
@@ -264,15 +265,10 @@ def results_markdown(rows: list[dict], anchors: dict[str, list[Anchor]] | None =
 def results_plot(rows: list[dict], anchors: dict[str, list[Anchor]] | None = None) -> bytes:
     """PNG: test mean ± std per task and learning rate, the best learning rate (on validation) filled; published
     numbers of the same metric as black markers (one marker shape per anchor position)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     summary = summarize(rows)
     tasks = sorted({s["task"] for s in summary})
     lrs = sorted({s["lr"] for s in summary})
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(tasks) + 2), 4.2), dpi=110)
+    fig, ax = subplots(figsize=(max(5.0, 1.2 * len(tasks) + 2), 4.2), dpi=110)
     width = 0.8 / max(1, len(lrs))
     for j, lr in enumerate(lrs):
         for i, task in enumerate(tasks):
@@ -295,11 +291,7 @@ def results_plot(rows: list[dict], anchors: dict[str, list[Anchor]] | None = Non
     ax.grid(alpha=0.3)
     if lrs or labelled:
         ax.legend(fontsize=6)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 def write_summary(rows: list[dict], folder: Path, anchors: dict[str, list[Anchor]] | None = None) -> None:
