@@ -333,7 +333,8 @@ def mlstm_kernel(q, k, v, i, f, chunk_size: int = 64, eps: float = EPS, **_) -> 
 
 
 def resolve_backend(backend: Backend, device: torch.device | None = None) -> str:
-    """'auto' -> the fastest correct backend for the device (measured: see benchmarks/xlstm_cpu_step.py)."""
+    """Causal 'auto' -> the fastest correct backend for the device (measured by benchmarks/train_step.py; the native
+    bidirectional choice is in `mlstm_backend_fn`)."""
     if backend != "auto":
         return backend
     return "kernel" if device is not None and device.type == "cuda" else "chunkwise"
