@@ -8,8 +8,9 @@
 # Stages (default: all but tune, whose table is committed): tune (kernel launch configurations ->
 # kernels/mlstm_bidirectional_tuned.json; run tests after it), tests (kernel tests at GPU shapes), anchors (issue 7's
 # xLSTM anchor table; the slow cases last), kernel (native bidirectional cell vs sequence length), backbones /
-# backbones32k (every backbone at 1k / 32k, bf16), datastep (RC + MLM masking per batch), slstm (the xlstm sLSTM CUDA kernel: JIT build + equality with the
-# vanilla backend). Logs go to $GPU_LOG_DIR (default
+# backbones32k (every backbone at 1k / 32k, bf16), datastep (RC + MLM masking per batch), slstm (the xlstm sLSTM CUDA
+# kernel: JIT build + equality with the vanilla backend; then the sLSTM train step with the triton, vanilla and cuda
+# backends; the triton kernel's own tests are in `tests`). Logs go to $GPU_LOG_DIR (default
 # benchmarks/results/gpu_logs), results to benchmarks/results/. STAGE_SCALE=2 doubles every time limit;
 # AFTER_STAGE, if set, is run (by bash) after each stage, e.g. to copy results off a machine that may be taken back.
 set -u
@@ -50,4 +51,8 @@ wanted backbones32k && stage backbones32k 300 $PY -m benchmarks.train_step --dev
   --mode caduceus_ph --mode caduceus_ps --mode transformer_pp --mode hyena
 wanted datastep && stage datastep 60 $PY -m benchmarks.data_step --device cuda
 wanted slstm && stage slstm 90 $PY -m pytest -q -x -p no:cacheprovider tests/models/test_slstm.py -k cuda_backend
+# the sLSTM model's train step with each sLSTM backend, 32 x 1024 bf16
+wanted slstm && stage slstm_rows 200 bash -c 'for b in triton vanilla cuda; do "$0" -m benchmarks.train_step \
+  --device cuda --dtype bf16 --batch 32 --length 1024 --steps 3 --timeout 60 --no-reference --mode slstm \
+  --s-backend "$b"; done' "$PY"
 exit 0

@@ -124,7 +124,8 @@ def _reference_slstm_lm():
 #: ratio from these rows (dnax at the full shape) is a lower bound on the ratio at the full shape (measured on the
 #: 2-core machine: one reference scan, d_inner 256, costs 5.1-5.5 ms/token at 1 x 512 and 16.8 ms/token at
 #: 4 x 1024). One sequence of 512 keeps a reference row to about a minute on 2 cores; a 4 x 1024 Caduceus-PS
-#: reference step (16 such scans, 69 s each) would take about 20 minutes, twice that with the warm-up step.
+#: reference step (16 such scans, 69 s each) takes about 20 minutes: `--full-reference-shape` runs them at the dnax
+#: rows' shape anyway, one step without a warm-up step (the first-step overhead is far below 1 % of such a step).
 REFERENCE_SCAN_SHAPE = {"mamba": (1, 512), "caduceus_ph": (1, 512), "caduceus_ps": (1, 512)}
 
 
@@ -171,7 +172,8 @@ def _experiment_backbone(path: str, length: int, **overrides):
     return fdl.build(cfg.model.backbone)
 
 
-def build_model(mode: str, reference: bool, length: int, m_backend: str | None = None):
+def build_model(mode: str, reference: bool, length: int, m_backend: str | None = None,
+                s_backend: str | None = None):
     from dnax.models.backbones.xlstm import XLSTMLM
 
     if mode in XLSTM_2M:
@@ -186,16 +188,19 @@ def build_model(mode: str, reference: bool, length: int, m_backend: str | None =
     if reference and mode == "slstm":
         return _reference_slstm_lm()
     backend = dict(m_backend="parallel", gradient_checkpointing=True) if reference else {}
+    if s_backend:
+        backend["s_backend"] = s_backend
     return XLSTMLM(max_length=length, **MODEL, **MODES[mode], **backend)
 
 
 def measure(mode: str, reference: bool, device: str, dtype: str, batch: int, length: int, steps: int,
-            compile: bool = False, m_backend: str | None = None) -> dict:
+            compile: bool = False, m_backend: str | None = None, warmup: int = 1,
+            s_backend: str | None = None) -> dict:
     import torch
     import torch.nn.functional as F
 
     torch.manual_seed(0)
-    model = build_model(mode, reference, length, m_backend).to(device)
+    model = build_model(mode, reference, length, m_backend, s_backend).to(device)
     params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     if compile:
@@ -214,7 +219,8 @@ def measure(mode: str, reference: bool, device: str, dtype: str, batch: int, len
         opt.step()
 
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    step()
+    for _ in range(warmup):
+        step()
     sync()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -227,15 +233,19 @@ def measure(mode: str, reference: bool, device: str, dtype: str, batch: int, len
     median = sorted(times)[len(times) // 2]
     peak = (torch.cuda.max_memory_allocated() / 2**30 if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
-    implementation = "reference emulation" if reference else "dnax" + (" (torch.compile)" if compile else "")
-    if m_backend:
-        implementation += f" (m_backend={m_backend})"
-    return dict(mode=mode, implementation=implementation, device=device,
+    return dict(mode=mode, implementation=_implementation(reference, compile, m_backend, s_backend), device=device,
                 params=params,
                 dtype=dtype, batch=batch, length=length, steps=steps, step_s_median=round(median, 4),
-                tokens_per_s=round(batch * length / median), peak_mem_gib=round(peak, 3),
+                warmup_steps=warmup, tokens_per_s=round(batch * length / median), peak_mem_gib=round(peak, 3),
                 peak_mem_kind="torch.cuda.max_memory_allocated" if device == "cuda" else "process max RSS",
                 threads=torch.get_num_threads(), load_avg_1min=round(os.getloadavg()[0], 2))
+
+
+def _implementation(reference: bool, compile: bool, m_backend: str | None, s_backend: str | None) -> str:
+    """A row's implementation label: dnax or the reference emulation, with any compile / backend override."""
+    label = "reference emulation" if reference else "dnax" + (" (torch.compile)" if compile else "")
+    label += f" (m_backend={m_backend})" if m_backend else ""
+    return label + (f" (s_backend={s_backend})" if s_backend else "")
 
 
 def environment(device: str) -> dict:
@@ -275,12 +285,15 @@ def write_results(rows: list[dict], env: dict, stem: str) -> Path:
 
 
 def run_config(mode: str, reference: bool, device: str, dtype: str, batch: int, length: int, steps: int,
-               compile: bool = False, m_backend: str | None = None, timeout: float | None = None) -> dict:
+               compile: bool = False, m_backend: str | None = None, timeout: float | None = None,
+               warmup: int = 1, s_backend: str | None = None) -> dict:
     """`measure` in a fresh process (its own peak memory); a failure or timeout becomes a row with `error`."""
     cmd = [sys.executable, "-m", "benchmarks.train_step", "--single", "--mode", mode, "--device", device,
-           "--dtype", dtype, "--batch", str(batch), "--length", str(length), "--steps", str(steps)]
+           "--dtype", dtype, "--batch", str(batch), "--length", str(length), "--steps", str(steps),
+           "--warmup", str(warmup)]
     cmd += (["--reference"] if reference else []) + (["--compile"] if compile else [])
     cmd += ["--m-backend", m_backend] if m_backend else []
+    cmd += ["--s-backend", s_backend] if s_backend else []
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if done.returncode == 0:
@@ -288,7 +301,7 @@ def run_config(mode: str, reference: bool, device: str, dtype: str, batch: int, 
         err = (done.stderr.strip().splitlines() or ["failed"])[-1]
     except subprocess.TimeoutExpired:
         err = f"timeout after {timeout:.0f} s"
-    return dict(mode=mode, implementation="reference emulation" if reference else "dnax", device=device,
+    return dict(mode=mode, implementation=_implementation(reference, compile, m_backend, s_backend), device=device,
                 dtype=dtype, batch=batch, length=length, steps=0, step_s_median=float("nan"), tokens_per_s=0,
                 peak_mem_gib=float("nan"), error=err, load_avg_1min=round(os.getloadavg()[0], 2))
 
@@ -337,14 +350,20 @@ def main(argv=None) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--m-backend", choices=["parallel", "chunkwise", "kernel", "auto"], default=None,
                    help="mLSTM backend override for the xlstm_2m_* modes")
+    p.add_argument("--s-backend", choices=["vanilla", "triton", "cuda", "auto"], default=None,
+                   help="sLSTM backend override for the slstm mode")
     p.add_argument("--timeout", type=float, default=None, help="seconds per configuration")
     p.add_argument("--preset", choices=["anchors"], help="anchors: issue 7's GPU anchor table (bf16, 2M model)")
+    p.add_argument("--full-reference-shape", action="store_true",
+                   help="Mamba/Caduceus reference rows at --batch x --length (minutes per step; no warm-up step) "
+                        "instead of REFERENCE_SCAN_SHAPE")
+    p.add_argument("--warmup", type=int, default=1, help=argparse.SUPPRESS)  # child process: warm-up steps
     p.add_argument("--single", action="store_true", help=argparse.SUPPRESS)  # child process: one config
     p.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.single:
         print(json.dumps(measure(args.mode[0], args.reference, args.device, args.dtype, args.batch, args.length,
-                                 args.steps, args.compile, args.m_backend)))
+                                 args.steps, args.compile, args.m_backend, args.warmup, args.s_backend)))
         return
     if args.preset == "anchors":
         print(f"wrote {run_anchors(args.device, args.steps, args.timeout)}")
@@ -354,10 +373,13 @@ def main(argv=None) -> None:
         # reference emulation exists for the xLSTM and the Mamba-based modes
         has_reference = (mode in MODES or mode in REFERENCE_SCAN_SHAPE) and not args.no_reference
         for reference in (False, True) if has_reference else (False,):
-            batch, length = (REFERENCE_SCAN_SHAPE[mode] if reference and mode in REFERENCE_SCAN_SHAPE
+            scan_reference = reference and mode in REFERENCE_SCAN_SHAPE
+            full = scan_reference and args.full_reference_shape
+            batch, length = (REFERENCE_SCAN_SHAPE[mode] if scan_reference and not full
                              else (args.batch, args.length))
             rows.append(run_config(mode, reference, args.device, args.dtype, batch, length,
-                                   1 if reference else args.steps, args.compile, args.m_backend, args.timeout))
+                                   1 if reference else args.steps, args.compile, args.m_backend, args.timeout,
+                                   warmup=0 if full else 1, s_backend=None if reference else args.s_backend))
             print(json.dumps(rows[-1]), flush=True)
     stem = f"train_step_{args.device}_{args.length}" + ("_bf16" if args.dtype == "bf16" else "")
     print(f"wrote {write_results(rows, environment(args.device), stem)}")

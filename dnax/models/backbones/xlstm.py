@@ -146,7 +146,7 @@ class XLSTMLM(nn.Module):
         rcps: bool = False,
         complement_map: dict[int, int] | None = None,
         gradient_checkpointing: bool = False,
-        s_backend: Literal["auto", "vanilla", "cuda"] = "auto",
+        s_backend: Literal["auto", "vanilla", "triton", "cuda"] = "auto",
         m_recompute_cell: bool = False,
     ):
         init_kwargs = {k: v for k, v in locals().items() if k not in ("self", "__class__")}

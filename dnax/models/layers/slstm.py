@@ -18,14 +18,17 @@ Gate order is (i, f, z, o). Reference quirks reproduced on purpose (see shared/c
     sLSTM not RC-equivariant; `SLSTMLayer(rc_head_flip=False)` drops the quirk (exactly equivariant).
 
 Backends: `vanilla` is a pure-PyTorch recurrence (one custom autograd Function over the whole sequence, with the
-input projections precomputed and a hand-written backward), `cuda` is the xlstm package's CUDA kernel (JIT-built,
-bfloat16 by default like the reference), `auto` picks `cuda` for CUDA inputs when the kernel builds, else `vanilla`.
+input projections precomputed and a hand-written backward), `triton` the same recurrence and backward as two Triton
+kernels (`kernels.slstm_recurrence`: nothing to build; fp32; CUDA, or CPU under `TRITON_INTERPRET=1`), `cuda` is the
+xlstm package's CUDA kernel (JIT-built, bfloat16 by default like the reference), `auto` picks `cuda` for CUDA inputs
+when the kernel builds, else `vanilla` (`triton` is opt-in until it has been measured on a GPU).
 `slstm_recurrence_ref` is the reference's per-step formulation, kept for tests.
 """
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import warnings
 from typing import Literal
 
@@ -37,7 +40,7 @@ from torch.autograd.function import once_differentiable
 from dnax.models.layers.common import (CausalConv1d, LinearHeadwiseExpand, MultiHeadLayerNorm,
                                        ScaledSinusoidalEmbedding, small_init_, wang_init_)
 
-Backend = Literal["auto", "vanilla", "cuda"]
+Backend = Literal["auto", "vanilla", "triton", "cuda"]
 BiasInit = Literal["powerlaw_blockdependent", "small_init", "standard", "zeros"]
 
 
@@ -248,6 +251,15 @@ def _cuda_function(hidden_size: int, num_heads: int, dtype: str) -> type:
     return fn
 
 
+def _triton_recurrence(x: torch.Tensor):
+    """`kernels.slstm_recurrence.slstm_recurrence_triton`, where Triton can run `x`'s device."""
+    if not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError("sLSTM backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
+    from kernels.slstm_recurrence import slstm_recurrence_triton  # triton is imported only when used
+
+    return slstm_recurrence_triton
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Modules
 # ----------------------------------------------------------------------------------------------------------------
@@ -287,8 +299,8 @@ class SLSTMCell(nn.Module):
             self._bias_.copy_(bias.reshape(-1))
 
     def _cuda_fn(self, x: torch.Tensor) -> type | None:
-        """The CUDA kernel's Function where this call should use it, else None (vanilla)."""
-        if self.backend == "vanilla" or (self.backend == "auto" and not x.is_cuda):
+        """The CUDA kernel's Function where this call should use it, else None (vanilla or triton)."""
+        if self.backend in ("vanilla", "triton") or (self.backend == "auto" and not x.is_cuda):
             return None
         if not x.is_cuda:
             raise RuntimeError("sLSTM backend 'cuda' needs CUDA tensors")
@@ -311,7 +323,8 @@ class SLSTMCell(nn.Module):
             y = states[0, 1:].view(S, B, NH, DH).permute(1, 2, 0, 3)
             return y if torch.is_autocast_enabled() else y.to(wx.dtype)
         wxb = (wx.permute(1, 2, 0, 3, 4) + self._bias_.view(NH, 1, 4, DH)).reshape(S, NH, B, 4 * DH)
-        return slstm_recurrence(wxb, self._recurrent_kernel_).permute(2, 1, 0, 3)
+        recurrence = _triton_recurrence(wx) if self.backend == "triton" else slstm_recurrence
+        return recurrence(wxb, self._recurrent_kernel_).permute(2, 1, 0, 3)
 
     def extra_repr(self) -> str:
         return f"hidden_size={self.hidden_size}, num_heads={self.num_heads}, backend={self.backend!r}"
@@ -327,7 +340,8 @@ class SLSTMLayer(nn.Module):
         dropout: on the cell output, before the group norm.
         bias_init, block_idx, num_blocks: forget-gate bias init (reference `powerlaw_blockdependent` depends on the
             block's position in the stack).
-        backend: "vanilla" (pure PyTorch), "cuda" (xlstm kernel), "auto" (cuda for CUDA inputs if it builds).
+        backend: "vanilla" (pure PyTorch), "triton" (Triton kernels), "cuda" (xlstm kernel), "auto" (cuda for CUDA
+            inputs if it builds, else vanilla).
         position_embeddings: add `common.ScaledSinusoidalEmbedding` (a learnable `pos_emb.scale`) to the layer
             input; `context_length` bounds the sequence length. `XLSTMLM` applies the reference's
             `s_position_embeddings` once at the block-stack input instead and leaves this off; the vendored

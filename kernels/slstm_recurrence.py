@@ -1,0 +1,192 @@
+"""The sLSTM recurrence as two Triton kernels (forward and backward over time): a fast GPU sLSTM without the
+xlstm package's JIT-built CUDA extension.
+
+    y = slstm_recurrence_triton(wx, r)   # wx (S, NH, B, 4*DH) gate pre-activations incl. bias, per head [gate, unit]
+                                         # r (NH, DH, 4*DH) recurrent kernel, CUDA layout [head, in, gate*DH + out]
+                                         # -> y (S, NH, B, DH); zero initial state; gate order (i, f, z, o)
+
+Same function and the same normalised form as `dnax.models.layers.slstm._SLSTMRecurrence` (its docstring derives
+it), with the stabiliser m_t = log N_t:
+
+    raw_t = wx_t + y_{t-1} R,   log N_t = logaddexp(logsigmoid(f_t) + log N_{t-1}, i_t),
+    h_t = lerp(h_{t-1}, tanh(z_t), exp(i_t - log N_t)),   y_t = sigmoid(o_t) h_t,     (log N_0 = i_0, h_0 = tanh z_0)
+
+One program owns one head and a block of BLOCK_B sequences for the whole sequence: its four (DH, DH) gate blocks of
+R stay in registers, the carried state (y, h, log N forward; dc, dn and the previous step's gate gradients
+backward) never leaves the chip, and each step reads wx_t and writes raw_t, y_t, h_t, log N_t (forward) or
+d raw_t (backward) once. d R = sum_t y_{t-1}^T d raw_t is one batched matmul afterwards, as in the PyTorch form.
+Compute is fp32 with `ieee` dot products (the recurrence compounds rounding over thousands of steps). Head dims
+16..128 (padded to a power of two); any S and B (masked). On CPU the kernels run only under `TRITON_INTERPRET=1`.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ["slstm_recurrence_triton"]
+
+BLOCK_B = 16  # sequences per program: the smallest tile `tl.dot` takes
+
+
+@triton.jit
+def _logsigmoid(x):
+    return tl.minimum(x, 0.0) - tl.log(1.0 + tl.exp(-tl.abs(x)))
+
+
+@triton.jit
+def _sigmoid(x):
+    return 1.0 / (1.0 + tl.exp(-x))
+
+
+@triton.jit
+def _tanh(x):
+    return 2.0 * _sigmoid(2.0 * x) - 1.0
+
+
+@triton.jit
+def _fwd_kernel(WX, R, RAW, Y, H, LOGN, S, NH, B, DH, BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
+    head = tl.program_id(0)
+    b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
+    d = tl.arange(0, BLOCK_D)
+    b_ok, d_ok = b < B, d < DH
+    mask = b_ok[:, None] & d_ok[None, :]
+    # R's gate blocks (DH_in, DH_out): r[head, in, g*DH + out]
+    r_off = head * DH * 4 * DH + d[:, None] * 4 * DH + d[None, :]
+    r_mask = d_ok[:, None] & d_ok[None, :]
+    r_i = tl.load(R + r_off, mask=r_mask, other=0.0)
+    r_f = tl.load(R + r_off + DH, mask=r_mask, other=0.0)
+    r_z = tl.load(R + r_off + 2 * DH, mask=r_mask, other=0.0)
+    r_o = tl.load(R + r_off + 3 * DH, mask=r_mask, other=0.0)
+    y = tl.zeros((BLOCK_B, BLOCK_D), dtype=tl.float32)
+    h = tl.zeros((BLOCK_B, BLOCK_D), dtype=tl.float32)
+    logn = tl.full((BLOCK_B, BLOCK_D), float("-inf"), dtype=tl.float32)
+    gate_off = (head * B + b[:, None]) * 4 * DH + d[None, :]   # (t, head, b, gate, unit) without the t term
+    unit_off = (head * B + b[:, None]) * DH + d[None, :]       # (t, head, b, unit)
+    for t in range(0, S):
+        g_base = t * NH * B * 4 * DH + gate_off
+        u_base = t * NH * B * DH + unit_off
+        i = tl.load(WX + g_base, mask=mask, other=0.0) + tl.dot(y, r_i, input_precision="ieee")
+        f = tl.load(WX + g_base + DH, mask=mask, other=0.0) + tl.dot(y, r_f, input_precision="ieee")
+        z = tl.load(WX + g_base + 2 * DH, mask=mask, other=0.0) + tl.dot(y, r_z, input_precision="ieee")
+        o = tl.load(WX + g_base + 3 * DH, mask=mask, other=0.0) + tl.dot(y, r_o, input_precision="ieee")
+        a = _logsigmoid(f) + logn                               # -inf at t = 0
+        hi = tl.maximum(a, i)
+        logn = hi + tl.log(1.0 + tl.exp(tl.minimum(a, i) - hi))
+        tz = _tanh(z)
+        h = h + tl.exp(i - logn) * (tz - h)                     # alpha = 1 at t = 0: h = tanh z
+        y = _sigmoid(o) * h
+        y = tl.where(mask, y, 0.0)                              # padded units must not feed the next dot
+        tl.store(RAW + g_base, i, mask=mask)
+        tl.store(RAW + g_base + DH, f, mask=mask)
+        tl.store(RAW + g_base + 2 * DH, z, mask=mask)
+        tl.store(RAW + g_base + 3 * DH, o, mask=mask)
+        tl.store(Y + u_base, y, mask=mask)
+        tl.store(H + u_base, h, mask=mask)
+        tl.store(LOGN + u_base, logn, mask=mask)
+
+
+@triton.jit
+def _bwd_kernel(DY, R, RAW, Y, H, LOGN, DRAW, S, NH, B, DH, BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Backwards over time. With ig = exp(i - log N), fg_t = exp(logsigmoid(f_t) + log N_{t-1} - log N_t) (0 at
+    t = 0), tz = tanh z, so = sigmoid o:  dy_t += d raw_{t+1} R^T;  dc = fg_{t+1} dc' + so dy;
+    dn = fg_{t+1} dn' - y dy;  di = ig (tz dc + dn);  df = fg (1 - sigmoid f)(h_{t-1} dc + dn);
+    dz = ig (1 - tz^2) dc;  do = (1 - so) y dy."""
+    head = tl.program_id(0)
+    b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
+    d = tl.arange(0, BLOCK_D)
+    b_ok, d_ok = b < B, d < DH
+    mask = b_ok[:, None] & d_ok[None, :]
+    # transposed gate blocks (DH_out, DH_in) of R: rt[out, in] = r[head, in, g*DH + out]
+    rt_off = head * DH * 4 * DH + d[None, :] * 4 * DH + d[:, None]
+    r_mask = d_ok[:, None] & d_ok[None, :]
+    rt_i = tl.load(R + rt_off, mask=r_mask, other=0.0)
+    rt_f = tl.load(R + rt_off + DH, mask=r_mask, other=0.0)
+    rt_z = tl.load(R + rt_off + 2 * DH, mask=r_mask, other=0.0)
+    rt_o = tl.load(R + rt_off + 3 * DH, mask=r_mask, other=0.0)
+    gate_off = (head * B + b[:, None]) * 4 * DH + d[None, :]
+    unit_off = (head * B + b[:, None]) * DH + d[None, :]
+    zeros = tl.zeros((BLOCK_B, BLOCK_D), dtype=tl.float32)
+    dc, dn = zeros, zeros
+    di_next, df_next, dz_next, do_next, fg_next = zeros, zeros, zeros, zeros, zeros
+    for step in range(0, S):
+        t = S - 1 - step
+        g_base = t * NH * B * 4 * DH + gate_off
+        u_base = t * NH * B * DH + unit_off
+        dy = tl.load(DY + u_base, mask=mask, other=0.0)
+        dy += tl.dot(di_next, rt_i, input_precision="ieee") + tl.dot(df_next, rt_f, input_precision="ieee")
+        dy += tl.dot(dz_next, rt_z, input_precision="ieee") + tl.dot(do_next, rt_o, input_precision="ieee")
+        i = tl.load(RAW + g_base, mask=mask, other=0.0)
+        f = tl.load(RAW + g_base + DH, mask=mask, other=0.0)
+        z = tl.load(RAW + g_base + 2 * DH, mask=mask, other=0.0)
+        o = tl.load(RAW + g_base + 3 * DH, mask=mask, other=0.0)
+        y = tl.load(Y + u_base, mask=mask, other=0.0)
+        logn = tl.load(LOGN + u_base, mask=mask, other=0.0)
+        if t > 0:
+            h_prev = tl.load(H + u_base - NH * B * DH, mask=mask, other=0.0)
+            logn_prev = tl.load(LOGN + u_base - NH * B * DH, mask=mask, other=0.0)
+            fg = tl.exp(_logsigmoid(f) + logn_prev - logn)
+        else:
+            h_prev = zeros
+            fg = zeros
+        so = _sigmoid(o)
+        tz = _tanh(z)
+        ig = tl.exp(i - logn)
+        dc = fg_next * dc + so * dy
+        dn = fg_next * dn - y * dy
+        di = ig * (tz * dc + dn)
+        df = fg * (1.0 - _sigmoid(f)) * (h_prev * dc + dn)
+        dz = ig * (1.0 - tz * tz) * dc
+        do = (1.0 - so) * y * dy
+        di, df, dz, do = (tl.where(mask, di, 0.0), tl.where(mask, df, 0.0), tl.where(mask, dz, 0.0),
+                          tl.where(mask, do, 0.0))
+        tl.store(DRAW + g_base, di, mask=mask)
+        tl.store(DRAW + g_base + DH, df, mask=mask)
+        tl.store(DRAW + g_base + 2 * DH, dz, mask=mask)
+        tl.store(DRAW + g_base + 3 * DH, do, mask=mask)
+        di_next, df_next, dz_next, do_next, fg_next = di, df, dz, do, fg
+
+
+def _launch(S: int, NH: int, B: int, DH: int) -> tuple[tuple[int, int], dict]:
+    if not 1 <= DH <= 128:
+        raise ValueError(f"sLSTM Triton kernel: head dim {DH} is outside 1..128")
+    block_d = max(16, triton.next_power_of_2(DH))
+    return (NH, triton.cdiv(B, BLOCK_B)), dict(BLOCK_B=BLOCK_B, BLOCK_D=block_d, num_warps=4 if block_d <= 32 else 8)
+
+
+class _SLSTMRecurrenceTriton(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, wx: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        S, NH, B, G = wx.shape
+        DH = G // 4
+        grid, cfg = _launch(S, NH, B, DH)
+        raw = torch.empty(S, NH, B, 4, DH, device=wx.device, dtype=torch.float32)
+        y, h, logn = (torch.empty(S, NH, B, DH, device=wx.device, dtype=torch.float32) for _ in range(3))
+        _fwd_kernel[grid](wx, r, raw, y, h, logn, S, NH, B, DH, **cfg)
+        ctx.save_for_backward(r, raw, y, h, logn)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor):
+        r, raw, y, h, logn = ctx.saved_tensors
+        S, NH, B, _, DH = raw.shape
+        grid, cfg = _launch(S, NH, B, DH)
+        draw = torch.empty_like(raw)
+        _bwd_kernel[grid](dy.float().contiguous(), r, raw, y, h, logn, draw, S, NH, B, DH, **cfg)
+        dwx = draw.view(S, NH, B, 4 * DH) if ctx.needs_input_grad[0] else None
+        dr = None
+        if ctx.needs_input_grad[1]:
+            dr = torch.zeros_like(r)
+            if S > 1:  # d R[head] = sum_{t >= 1, b} y_{t-1}^T d raw_t
+                yt = y[:-1].permute(1, 3, 0, 2).reshape(NH, DH, (S - 1) * B)
+                dg = draw[1:].view(S - 1, NH, B, 4 * DH).transpose(0, 1).reshape(NH, (S - 1) * B, 4 * DH)
+                dr = torch.bmm(yt, dg)
+        return dwx, dr
+
+
+def slstm_recurrence_triton(wx: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """sLSTM recurrence in Triton (see the module docstring), computed in fp32; y in wx's dtype."""
+    dtype = wx.dtype
+    with torch.autocast(device_type=wx.device.type, enabled=False):
+        y = _SLSTMRecurrenceTriton.apply(wx.float().contiguous(), r.float().contiguous())
+    return y.to(dtype)
