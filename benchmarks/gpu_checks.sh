@@ -5,12 +5,12 @@
 #     bash benchmarks/gpu_checks.sh                 # every stage
 #     bash benchmarks/gpu_checks.sh tune tests      # only these stages
 #
-# Stages (default: all but tune, whose table is committed): tune (kernel launch configurations ->
-# kernels/mlstm_bidirectional_tuned.json; run tests after it), tests (kernel tests at GPU shapes), anchors (issue 7's
-# xLSTM anchor table; the slow cases last), kernel (native bidirectional cell vs sequence length), backbones /
-# backbones32k (every backbone at 1k / 32k, bf16), datastep (RC + MLM masking per batch), slstm (the xlstm sLSTM CUDA
-# kernel: JIT build + equality with the vanilla backend; then the sLSTM train step with the triton, vanilla and cuda
-# backends; the triton kernel's own tests are in `tests`). Logs go to $GPU_LOG_DIR (default
+# Stages, in the order they run (default: all but tune, whose table is committed): tune (kernel launch configurations
+# -> kernels/mlstm_bidirectional_tuned.json; run tests after it), tests (the Triton kernels' tests at GPU shapes),
+# backbones / backbones32k (every backbone's train step at 1k / 32k, bf16), slstm (the xlstm sLSTM CUDA kernel: JIT
+# build + equality with the vanilla backend; then the sLSTM train step with the triton, vanilla and cuda backends),
+# anchors (issue 7's xLSTM anchor table; the slow cases last), kernel (native bidirectional cell vs sequence length),
+# datastep (RC + MLM masking per batch). Logs go to $GPU_LOG_DIR (default
 # benchmarks/results/gpu_logs), results to benchmarks/results/. STAGE_SCALE=2 doubles every time limit;
 # AFTER_STAGE, if set, is run (by bash) after each stage, e.g. to copy results off a machine that may be taken back.
 set -u
@@ -31,7 +31,7 @@ stage() {  # name, seconds, command...
   if [ -n "${AFTER_STAGE:-}" ]; then bash -c "$AFTER_STAGE"; fi
 }
 
-STAGES=" ${*:-tests anchors kernel backbones backbones32k datastep slstm} "
+STAGES=" ${*:-tests backbones backbones32k slstm anchors kernel datastep} "
 wanted() { [[ "$STAGES" == *" $1 "* ]]; }
 
 { nvidia-smi -L; $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"; } \
@@ -40,19 +40,19 @@ cat "$LOG_DIR/environment.txt"
 
 wanted tune && stage tune 100 $PY -m benchmarks.mlstm_bidirectional_tune
 wanted tests && stage tests 120 $PY -m pytest -q -p no:cacheprovider tests/kernels
-wanted anchors && stage anchors 900 $PY -m benchmarks.train_step --device cuda --preset anchors --steps 3 --timeout 80
-wanted kernel && stage kernel 150 $PY -m benchmarks.mlstm_bidirectional_kernel \
-  --lengths 1024 4096 16384 32768 131072 --reps 3
 wanted backbones && stage backbones 200 $PY -m benchmarks.train_step --device cuda --dtype bf16 --batch 32 \
   --length 1024 --steps 3 --timeout 45 --no-reference --mode causal --mode flip_add --mode native_bidirectional \
   --mode mamba --mode caduceus_ph --mode caduceus_ps --mode transformer_pp --mode hyena
 wanted backbones32k && stage backbones32k 300 $PY -m benchmarks.train_step --device cuda --dtype bf16 --batch 2 \
   --length 32768 --steps 2 --timeout 60 --no-reference --mode causal --mode native_bidirectional --mode mamba \
   --mode caduceus_ph --mode caduceus_ps --mode transformer_pp --mode hyena
-wanted datastep && stage datastep 60 $PY -m benchmarks.data_step --device cuda
 wanted slstm && stage slstm 90 $PY -m pytest -q -x -p no:cacheprovider tests/models/test_slstm.py -k cuda_backend
 # the sLSTM model's train step with each sLSTM backend, 32 x 1024 bf16
 wanted slstm && stage slstm_rows 200 bash -c 'for b in triton vanilla cuda; do "$0" -m benchmarks.train_step \
   --device cuda --dtype bf16 --batch 32 --length 1024 --steps 3 --timeout 60 --no-reference --mode slstm \
   --s-backend "$b"; done' "$PY"
+wanted anchors && stage anchors 900 $PY -m benchmarks.train_step --device cuda --preset anchors --steps 3 --timeout 80
+wanted kernel && stage kernel 150 $PY -m benchmarks.mlstm_bidirectional_kernel \
+  --lengths 1024 4096 16384 32768 131072 --reps 3
+wanted datastep && stage datastep 60 $PY -m benchmarks.data_step --device cuda
 exit 0
