@@ -1,12 +1,13 @@
-"""The sLSTM recurrence as two Triton kernels (forward and backward over time): a fast GPU sLSTM without the
-xlstm package's JIT-built CUDA extension.
+"""The sLSTM recurrence's two time loops (forward, backward) as Triton kernels: a fast GPU sLSTM without the
+xlstm package's JIT-built CUDA extension. `dnax.models.layers.slstm.slstm_recurrence(wx, r, triton=True)` runs
+them inside the same autograd Function as its PyTorch loops (same layouts; d R is one batched matmul there):
 
-    y = slstm_recurrence_triton(wx, r)   # wx (S, NH, B, 4*DH) gate pre-activations incl. bias, per head [gate, unit]
+    raw, y, hl = forward_loop(wx, r)     # wx (S, NH, B, 4*DH) gate pre-activations incl. bias, per head [gate, unit]
                                          # r (NH, DH, 4*DH) recurrent kernel, CUDA layout [head, in, gate*DH + out]
-                                         # -> y (S, NH, B, DH); zero initial state; gate order (i, f, z, o)
+    draw = backward_loop(dy, r, raw, y, hl)
 
-Same function and the same normalised form as `dnax.models.layers.slstm._SLSTMRecurrence` (its docstring derives
-it), with the stabiliser m_t = log N_t:
+The normalised form of the PyTorch Function (its docstring derives it), gate order (i, f, z, o), zero initial
+state, stabiliser m_t = log N_t:
 
     raw_t = wx_t + y_{t-1} R,   log N_t = logaddexp(logsigmoid(f_t) + log N_{t-1}, i_t),
     h_t = lerp(h_{t-1}, tanh(z_t), exp(i_t - log N_t)),   y_t = sigmoid(o_t) h_t,     (log N_0 = i_0, h_0 = tanh z_0)
@@ -14,9 +15,9 @@ it), with the stabiliser m_t = log N_t:
 One program owns one head and a block of BLOCK_B sequences for the whole sequence: its four (DH, DH) gate blocks of
 R stay in registers, the carried state (y, h, log N forward; dc, dn and the previous step's gate gradients
 backward) never leaves the chip, and each step reads wx_t and writes raw_t, y_t, h_t, log N_t (forward) or
-d raw_t (backward) once. d R = sum_t y_{t-1}^T d raw_t is one batched matmul afterwards, as in the PyTorch form.
-Compute is fp32 with `ieee` dot products (the recurrence compounds rounding over thousands of steps). Head dims
-16..128 (padded to a power of two); any S and B (masked). On CPU the kernels run only under `TRITON_INTERPRET=1`.
+d raw_t (backward) once. Compute is fp32 with `ieee` dot products (the recurrence compounds rounding over
+thousands of steps). Head dims up to 128 (padded to a power of two, at least 16); any S and B (masked). On CPU
+the kernels run only under `TRITON_INTERPRET=1`.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["slstm_recurrence_triton"]
+__all__ = ["forward_loop", "backward_loop"]
 
 BLOCK_B = 16  # sequences per program: the smallest tile `tl.dot` takes
 
@@ -154,39 +155,24 @@ def _launch(S: int, NH: int, B: int, DH: int) -> tuple[tuple[int, int], dict]:
     return (NH, triton.cdiv(B, BLOCK_B)), dict(BLOCK_B=BLOCK_B, BLOCK_D=block_d, num_warps=4 if block_d <= 32 else 8)
 
 
-class _SLSTMRecurrenceTriton(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, wx: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        S, NH, B, G = wx.shape
-        DH = G // 4
-        grid, cfg = _launch(S, NH, B, DH)
-        raw = torch.empty(S, NH, B, 4, DH, device=wx.device, dtype=torch.float32)
-        y, h, logn = (torch.empty(S, NH, B, DH, device=wx.device, dtype=torch.float32) for _ in range(3))
-        _fwd_kernel[grid](wx, r, raw, y, h, logn, S, NH, B, DH, **cfg)
-        ctx.save_for_backward(r, raw, y, h, logn)
-        return y
-
-    @staticmethod
-    def backward(ctx, dy: torch.Tensor):
-        r, raw, y, h, logn = ctx.saved_tensors
-        S, NH, B, _, DH = raw.shape
-        grid, cfg = _launch(S, NH, B, DH)
-        draw = torch.empty_like(raw)
-        _bwd_kernel[grid](dy.float().contiguous(), r, raw, y, h, logn, draw, S, NH, B, DH, **cfg)
-        dwx = draw.view(S, NH, B, 4 * DH) if ctx.needs_input_grad[0] else None
-        dr = None
-        if ctx.needs_input_grad[1]:
-            dr = torch.zeros_like(r)
-            if S > 1:  # d R[head] = sum_{t >= 1, b} y_{t-1}^T d raw_t
-                yt = y[:-1].permute(1, 3, 0, 2).reshape(NH, DH, (S - 1) * B)
-                dg = draw[1:].view(S - 1, NH, B, 4 * DH).transpose(0, 1).reshape(NH, (S - 1) * B, 4 * DH)
-                dr = torch.bmm(yt, dg)
-        return dwx, dr
+def forward_loop(wx: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Forward recurrence: wx (S, NH, B, 4*DH), r (NH, DH, 4*DH), fp32 contiguous -> (raw (S, NH, B, 4, DH),
+    y (S, NH, B, DH), hl (2, S, NH, B, DH): h and log N after each step)."""
+    S, NH, B, G = wx.shape
+    DH = G // 4
+    grid, cfg = _launch(S, NH, B, DH)
+    raw = torch.empty(S, NH, B, 4, DH, device=wx.device, dtype=torch.float32)
+    y = torch.empty(S, NH, B, DH, device=wx.device, dtype=torch.float32)
+    hl = torch.empty(2, S, NH, B, DH, device=wx.device, dtype=torch.float32)
+    _fwd_kernel[grid](wx, r, raw, y, hl[0], hl[1], S, NH, B, DH, **cfg)
+    return raw, y, hl
 
 
-def slstm_recurrence_triton(wx: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """sLSTM recurrence in Triton (see the module docstring), computed in fp32; y in wx's dtype."""
-    dtype = wx.dtype
-    with torch.autocast(device_type=wx.device.type, enabled=False):
-        y = _SLSTMRecurrenceTriton.apply(wx.float().contiguous(), r.float().contiguous())
-    return y.to(dtype)
+def backward_loop(dy: torch.Tensor, r: torch.Tensor, raw: torch.Tensor, y: torch.Tensor,
+                  hl: torch.Tensor) -> torch.Tensor:
+    """Backward recurrence: d raw (S, NH, B, 4, DH) from dy (S, NH, B, DH) and `forward_loop`'s outputs."""
+    S, NH, B, _, DH = raw.shape
+    grid, cfg = _launch(S, NH, B, DH)
+    draw = torch.empty_like(raw)
+    _bwd_kernel[grid](dy.float().contiguous(), r, raw, y, hl[0], hl[1], draw, S, NH, B, DH, **cfg)
+    return draw

@@ -1,10 +1,11 @@
-"""The Triton sLSTM recurrence against the reference's step-by-step recurrence in fp64 (outputs and the gradients of
-the gate pre-activations and of the recurrent kernel), and the layer's `triton` backend against `vanilla`."""
+"""The Triton sLSTM time loops (`slstm_recurrence(..., triton=True)`) against the reference's step-by-step
+recurrence in fp64 (outputs and the gradients of the gate pre-activations and of the recurrent kernel), and the
+layer's `triton` backend against `vanilla`."""
 import pytest
 import torch
 
 from dnax.models.layers.slstm import SLSTMLayer, slstm_recurrence, slstm_recurrence_ref
-from kernels.slstm_recurrence import slstm_recurrence_triton
+from kernels.slstm_recurrence import forward_loop
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # (S, NH, B, DH): batches below, at and above the 16-sequence tile, head dims that are not powers of two, S = 1
@@ -33,7 +34,7 @@ def _run(fn, wx, r, dy, dtype):
 def test_triton_recurrence_equals_reference(shape):
     wx, r, dy = _inputs(shape)
     exact = _run(slstm_recurrence_ref, wx, r, dy, torch.float64)
-    triton_fp32 = _run(slstm_recurrence_triton, wx, r, dy, torch.float32)
+    triton_fp32 = _run(lambda a, b: slstm_recurrence(a, b, triton=True), wx, r, dy, torch.float32)
     pytorch_fp32 = _run(slstm_recurrence, wx, r, dy, torch.float32)
     for name, ref, got, fp32 in zip(("y", "d wx", "d r"), exact, triton_fp32, pytorch_fp32):
         scale = ref.abs().max().item()
@@ -75,5 +76,4 @@ def test_triton_backend_needs_cuda_or_the_interpreter(monkeypatch):
 
 def test_head_dim_above_128_is_a_clear_error():
     with pytest.raises(ValueError, match="head dim 256 is outside 1..128"):
-        slstm_recurrence_triton(torch.zeros(2, 1, 1, 4 * 256, device=DEVICE), torch.zeros(1, 256, 4 * 256,
-                                                                                               device=DEVICE))
+        forward_loop(torch.zeros(2, 1, 1, 4 * 256, device=DEVICE), torch.zeros(1, 256, 4 * 256, device=DEVICE))

@@ -18,10 +18,10 @@ Gate order is (i, f, z, o). Reference quirks reproduced on purpose (see shared/c
     sLSTM not RC-equivariant; `SLSTMLayer(rc_head_flip=False)` drops the quirk (exactly equivariant).
 
 Backends: `vanilla` is a pure-PyTorch recurrence (one custom autograd Function over the whole sequence, with the
-input projections precomputed and a hand-written backward), `triton` the same recurrence and backward as two Triton
-kernels (`kernels.slstm_recurrence`: nothing to build; fp32; CUDA, or CPU under `TRITON_INTERPRET=1`), `cuda` is the
-xlstm package's CUDA kernel (JIT-built, bfloat16 by default like the reference), `auto` picks `cuda` for CUDA inputs
-when the kernel builds, else `vanilla` (`triton` is opt-in until it has been measured on a GPU).
+input projections precomputed and a hand-written backward), `triton` the same Function with its two time loops as
+Triton kernels (`kernels.slstm_recurrence`: nothing to build; fp32; CUDA, or CPU under `TRITON_INTERPRET=1`),
+`cuda` is the xlstm package's CUDA kernel (JIT-built, bfloat16 by default like the reference), `auto` picks `cuda`
+for CUDA inputs when the kernel builds, else `vanilla` (`triton` is opt-in until it has been measured on a GPU).
 `slstm_recurrence_ref` is the reference's per-step formulation, kept for tests.
 """
 from __future__ import annotations
@@ -111,6 +111,82 @@ def _one_cpu_thread(device: torch.device):
         torch.set_num_threads(n)
 
 
+def _forward_loop(wx: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The forward recurrence in PyTorch: (raw (S, NH, B, 4, DH) pre-activations Wx + b + Ry, y (S, NH, B, DH),
+    hl (2, S, NH, B, DH): h = c/n and log N after each step). See `_SLSTMRecurrence` for the form."""
+    S, NH, B, G = wx.shape
+    DH = G // 4
+    raw = wx.new_empty(S, NH, B, 4, DH)
+    y = wx.new_empty(S, NH, B, DH)
+    hl = wx.new_empty(2, S, NH, B, DH)
+    raws, ys, hs, ls = raw.view(S, NH, B, G).unbind(0), y.unbind(0), hl[0].unbind(0), hl[1].unbind(0)
+    ii, ff, zz, oo = (g.unbind(0) for g in raw.unbind(3))
+    wxs = wx.unbind(0)
+    y_prev = wx.new_zeros(NH, B, DH)
+    for t in range(S):
+        torch.baddbmm(wxs[t], y_prev, r, out=raws[t])
+        if t == 0:
+            ls[0].copy_(ii[0])
+            torch.tanh(zz[0], out=hs[0])
+        else:
+            torch.logaddexp(F.logsigmoid(ff[t]).add_(ls[t - 1]), ii[t], out=ls[t])
+            torch.lerp(hs[t - 1], torch.tanh(zz[t]), torch.sub(ii[t], ls[t]).exp_(), out=hs[t])
+        y_prev = torch.mul(torch.sigmoid(oo[t]), hs[t], out=ys[t])
+    return raw, y, hl
+
+
+def _backward_loop(dy: torch.Tensor, r: torch.Tensor, raw: torch.Tensor, y: torch.Tensor,
+                   hl: torch.Tensor) -> torch.Tensor:
+    """The backward recurrence in PyTorch: d raw (S, NH, B, 4, DH) from dy and `_forward_loop`'s outputs.
+
+    Coefficients of the reference's gradient formulas with m_t = log N_t (so n_t = 1 and c_t = h_t):
+      dc = fg' dc' + so dy,  dn = fg' dn' - y dy      (' = from step t+1)
+      di = ig (tz dc + dn),  df = fg (1 - sf) (h_prev dc + dn),  dz = ig (1 - tz^2) dc,  do = (1 - so) y dy
+    """
+    S, NH, B, _, DH = raw.shape
+    G = 4 * DH
+    h, logn = hl.unbind(0)
+    i, f, z, o = raw.unbind(3)
+    ig = torch.exp(i - logn)
+    fg = F.logsigmoid(f)
+    fg[1:].add_(logn[:-1]).sub_(logn[1:]).exp_()
+    fg[0] = 0.0                                              # first step: c_prev = n_prev = 0
+    tz = torch.tanh(z)
+    so = torch.sigmoid(o)
+    ab = raw.new_empty(S, NH, B, 2, DH)                      # (so, -y): dy -> (dc, dn)
+    ab[:, :, :, 0] = so
+    torch.neg(y, out=ab[:, :, :, 1])
+    wc = raw.new_zeros(S, NH, B, 3, DH)                      # dc -> (di, df, dz)
+    wn = raw.new_zeros(S, NH, B, 3, DH)                      # dn -> (di, df, dz)
+    torch.mul(ig, tz, out=wc[:, :, :, 0])
+    wn[:, :, :, 0] = ig
+    torch.mul(fg, torch.sigmoid(f.neg()), out=wn[:, :, :, 1])
+    torch.mul(wn[1:, :, :, 1], h[:-1], out=wc[1:, :, :, 1])
+    torch.mul(ig, 1.0 - tz * tz, out=wc[:, :, :, 2])
+    co = so.neg_().add_(1.0).mul_(y)                         # dy -> do
+    del ig, tz, so
+    draw = raw.new_empty(S, NH, B, 4, DH)
+    rt = r.transpose(1, 2).contiguous()
+    dys, abs_, wcs, wns, cos_ = dy.contiguous().unbind(0), ab.unbind(0), wc.unbind(0), wn.unbind(0), co.unbind(0)
+    fgs = fg.unsqueeze(3).unbind(0)
+    draw_ifz, draw_o = draw[:, :, :, :3].unbind(0), draw[:, :, :, 3].unbind(0)
+    draws = draw.view(S, NH, B, G).unbind(0)
+    dcn = raw.new_zeros(NH, B, 2, DH)                        # (dc, dn) carried backwards in place
+    dc, dn = dcn[:, :, :1], dcn[:, :, 1:]
+    dy_t = raw.new_empty(NH, B, DH)
+    dy_t1 = dy_t.unsqueeze(2)
+    for t in range(S - 1, -1, -1):
+        if t == S - 1:
+            dy_t.copy_(dys[t])
+        else:
+            torch.baddbmm(dys[t], draws[t + 1], rt, out=dy_t)
+            dcn.mul_(fgs[t + 1])
+        dcn.addcmul_(abs_[t], dy_t1)
+        torch.mul(wcs[t], dc, out=draw_ifz[t]).addcmul_(wns[t], dn)
+        torch.mul(cos_[t], dy_t, out=draw_o[t])
+    return draw
+
+
 class _SLSTMRecurrence(torch.autograd.Function):
     """Whole-sequence sLSTM recurrence; only the recurrent matmul and the pointwise cell update are in the loop.
 
@@ -121,89 +197,28 @@ class _SLSTMRecurrence(torch.autograd.Function):
     with h_0 = tanh(z), log N_0 = i at the first step (the reference's m = i_raw there). The outputs do not depend
     on the stabiliser, so the backward treats it as a constant (as the CUDA kernel does): six small ops per step,
     with per-step coefficients precomputed for the whole sequence and a (NH, B, 2, DH) carry for (dc, dn).
+
+    `apply(wx, r, loops)`: `loops` is the (forward, backward) pair that runs the time loops, `_forward_loop` /
+    `_backward_loop` or the Triton kernels' `kernels.slstm_recurrence.{forward_loop, backward_loop}` (same
+    signatures and layouts); d R = sum_t y_{t-1}^T d raw_t is one batched matmul here for both.
     """
 
     @staticmethod
-    def forward(ctx, wx: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, wx: torch.Tensor, r: torch.Tensor, loops: tuple = (_forward_loop, _backward_loop)):
         with _one_cpu_thread(wx.device):
-            return _SLSTMRecurrence._forward(ctx, wx, r)
+            raw, y, hl = loops[0](wx, r)
+        ctx.save_for_backward(raw, y, hl, r)
+        ctx.backward_loop = loops[1]
+        return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy: torch.Tensor):
-        with _one_cpu_thread(dy.device):
-            return _SLSTMRecurrence._backward(ctx, dy)
-
-    @staticmethod
-    def _forward(ctx, wx: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        S, NH, B, G = wx.shape
-        DH = G // 4
-        raw = wx.new_empty(S, NH, B, 4, DH)       # pre-activations Wx + b + Ry
-        y = wx.new_empty(S, NH, B, DH)
-        hl = wx.new_empty(2, S, NH, B, DH)        # h = c/n and log N after each step
-        raws, ys, hs, ls = raw.view(S, NH, B, G).unbind(0), y.unbind(0), hl[0].unbind(0), hl[1].unbind(0)
-        ii, ff, zz, oo = (g.unbind(0) for g in raw.unbind(3))
-        wxs = wx.unbind(0)
-        y_prev = wx.new_zeros(NH, B, DH)
-        for t in range(S):
-            torch.baddbmm(wxs[t], y_prev, r, out=raws[t])
-            if t == 0:
-                ls[0].copy_(ii[0])
-                torch.tanh(zz[0], out=hs[0])
-            else:
-                torch.logaddexp(F.logsigmoid(ff[t]).add_(ls[t - 1]), ii[t], out=ls[t])
-                torch.lerp(hs[t - 1], torch.tanh(zz[t]), torch.sub(ii[t], ls[t]).exp_(), out=hs[t])
-            y_prev = torch.mul(torch.sigmoid(oo[t]), hs[t], out=ys[t])
-        ctx.save_for_backward(raw, y, hl, r)
-        return y
-
-    @staticmethod
-    def _backward(ctx, dy: torch.Tensor):
         raw, y, hl, r = ctx.saved_tensors
         S, NH, B, _, DH = raw.shape
         G = 4 * DH
-        h, logn = hl.unbind(0)
-        i, f, z, o = raw.unbind(3)
-        # Coefficients of the reference's gradient formulas with m_t = log N_t (so n_t = 1 and c_t = h_t):
-        #   dc = fg' dc' + so dy,  dn = fg' dn' - y dy      (' = from step t+1)
-        #   di = ig (tz dc + dn),  df = fg (1 - sf) (h_prev dc + dn),  dz = ig (1 - tz^2) dc,  do = (1 - so) y dy
-        ig = torch.exp(i - logn)
-        fg = F.logsigmoid(f)
-        fg[1:].add_(logn[:-1]).sub_(logn[1:]).exp_()
-        fg[0] = 0.0                                              # first step: c_prev = n_prev = 0
-        tz = torch.tanh(z)
-        so = torch.sigmoid(o)
-        ab = raw.new_empty(S, NH, B, 2, DH)                      # (so, -y): dy -> (dc, dn)
-        ab[:, :, :, 0] = so
-        torch.neg(y, out=ab[:, :, :, 1])
-        wc = raw.new_zeros(S, NH, B, 3, DH)                      # dc -> (di, df, dz)
-        wn = raw.new_zeros(S, NH, B, 3, DH)                      # dn -> (di, df, dz)
-        torch.mul(ig, tz, out=wc[:, :, :, 0])
-        wn[:, :, :, 0] = ig
-        torch.mul(fg, torch.sigmoid(f.neg()), out=wn[:, :, :, 1])
-        torch.mul(wn[1:, :, :, 1], h[:-1], out=wc[1:, :, :, 1])
-        torch.mul(ig, 1.0 - tz * tz, out=wc[:, :, :, 2])
-        co = so.neg_().add_(1.0).mul_(y)                         # dy -> do
-        del ig, tz, so
-        draw = raw.new_empty(S, NH, B, 4, DH)
-        rt = r.transpose(1, 2).contiguous()
-        dys, abs_, wcs, wns, cos_ = dy.contiguous().unbind(0), ab.unbind(0), wc.unbind(0), wn.unbind(0), co.unbind(0)
-        fgs = fg.unsqueeze(3).unbind(0)
-        draw_ifz, draw_o = draw[:, :, :, :3].unbind(0), draw[:, :, :, 3].unbind(0)
-        draws = draw.view(S, NH, B, G).unbind(0)
-        dcn = raw.new_zeros(NH, B, 2, DH)                        # (dc, dn) carried backwards in place
-        dc, dn = dcn[:, :, :1], dcn[:, :, 1:]
-        dy_t = raw.new_empty(NH, B, DH)
-        dy_t1 = dy_t.unsqueeze(2)
-        for t in range(S - 1, -1, -1):
-            if t == S - 1:
-                dy_t.copy_(dys[t])
-            else:
-                torch.baddbmm(dys[t], draws[t + 1], rt, out=dy_t)
-                dcn.mul_(fgs[t + 1])
-            dcn.addcmul_(abs_[t], dy_t1)
-            torch.mul(wcs[t], dc, out=draw_ifz[t]).addcmul_(wns[t], dn)
-            torch.mul(cos_[t], dy_t, out=draw_o[t])
+        with _one_cpu_thread(dy.device):
+            draw = ctx.backward_loop(dy.contiguous(), r, raw, y, hl)
         dwx = draw.view(S, NH, B, G) if ctx.needs_input_grad[0] else None
         dr = None
         if ctx.needs_input_grad[1]:
@@ -213,14 +228,24 @@ class _SLSTMRecurrence(torch.autograd.Function):
                 dr = torch.bmm(yt, dg)
             else:
                 dr = torch.zeros_like(r)
-        return dwx, dr
+        return dwx, dr, None
 
 
-def slstm_recurrence(wx: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """Fast pure-PyTorch sLSTM recurrence (same signature and math as `slstm_recurrence_ref`), computed in fp32."""
+def slstm_recurrence(wx: torch.Tensor, r: torch.Tensor, triton: bool = False) -> torch.Tensor:
+    """Fast sLSTM recurrence (same signature and math as `slstm_recurrence_ref`), computed in fp32: its time loops
+    in PyTorch, or with `triton=True` as the Triton kernels of `kernels.slstm_recurrence` (CUDA tensors, or CPU under
+    `TRITON_INTERPRET=1`)."""
+    if triton:
+        if not wx.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+            raise RuntimeError("sLSTM backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
+        from kernels.slstm_recurrence import backward_loop, forward_loop  # triton is imported only when used
+
+        loops = (forward_loop, backward_loop)
+    else:
+        loops = (_forward_loop, _backward_loop)
     dtype = wx.dtype
     with torch.autocast(device_type=wx.device.type, enabled=False):
-        y = _SLSTMRecurrence.apply(wx.float().contiguous(), r.float().contiguous())
+        y = _SLSTMRecurrence.apply(wx.float().contiguous(), r.float().contiguous(), loops)
     return y.to(dtype)
 
 
@@ -249,15 +274,6 @@ def _cuda_function(hidden_size: int, num_heads: int, dtype: str) -> type:
     if isinstance(fn, Exception):
         raise RuntimeError(f"sLSTM CUDA kernel unavailable: {type(fn).__name__}: {fn}") from fn
     return fn
-
-
-def _triton_recurrence(x: torch.Tensor):
-    """`kernels.slstm_recurrence.slstm_recurrence_triton`, where Triton can run `x`'s device."""
-    if not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        raise RuntimeError("sLSTM backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
-    from kernels.slstm_recurrence import slstm_recurrence_triton  # triton is imported only when used
-
-    return slstm_recurrence_triton
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -323,8 +339,7 @@ class SLSTMCell(nn.Module):
             y = states[0, 1:].view(S, B, NH, DH).permute(1, 2, 0, 3)
             return y if torch.is_autocast_enabled() else y.to(wx.dtype)
         wxb = (wx.permute(1, 2, 0, 3, 4) + self._bias_.view(NH, 1, 4, DH)).reshape(S, NH, B, 4 * DH)
-        recurrence = _triton_recurrence(wx) if self.backend == "triton" else slstm_recurrence
-        return recurrence(wxb, self._recurrent_kernel_).permute(2, 1, 0, 3)
+        return slstm_recurrence(wxb, self._recurrent_kernel_, self.backend == "triton").permute(2, 1, 0, 3)
 
     def extra_repr(self) -> str:
         return f"hidden_size={self.hidden_size}, num_heads={self.num_heads}, backend={self.backend!r}"
