@@ -16,8 +16,8 @@ One program owns one head and a block of BLOCK_B sequences for the whole sequenc
 R stay in registers, the carried state (y, h, log N forward; dc, dn and the previous step's gate gradients
 backward) never leaves the chip, and each step reads wx_t and writes raw_t, y_t, h_t, log N_t (forward) or
 d raw_t (backward) once. Compute is fp32 with `ieee` dot products (the recurrence compounds rounding over
-thousands of steps). Head dims up to 128 (padded to a power of two, at least 16); any S and B (masked). On CPU
-the kernels run only under `TRITON_INTERPRET=1`.
+thousands of steps). Head dims up to 64 (padded to a power of two, at least 16; see `_launch`); any S and B
+(masked). On CPU the kernels run only under `TRITON_INTERPRET=1`.
 """
 from __future__ import annotations
 
@@ -46,6 +46,13 @@ def _tanh(x):
 
 
 @triton.jit
+def _gate_blocks(R, off, mask, DH):
+    """R's four gate blocks at offsets `off` (+ g*DH), fp32."""
+    return (tl.load(R + off, mask=mask, other=0.0), tl.load(R + off + DH, mask=mask, other=0.0),
+            tl.load(R + off + 2 * DH, mask=mask, other=0.0), tl.load(R + off + 3 * DH, mask=mask, other=0.0))
+
+
+@triton.jit
 def _fwd_kernel(WX, R, RAW, Y, H, LOGN, S, NH, B, DH, BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
     head = tl.program_id(0)
     b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -53,24 +60,20 @@ def _fwd_kernel(WX, R, RAW, Y, H, LOGN, S, NH, B, DH, BLOCK_B: tl.constexpr, BLO
     b_ok, d_ok = b < B, d < DH
     mask = b_ok[:, None] & d_ok[None, :]
     # R's gate blocks (DH_in, DH_out): r[head, in, g*DH + out]
-    r_off = head * DH * 4 * DH + d[:, None] * 4 * DH + d[None, :]
     r_mask = d_ok[:, None] & d_ok[None, :]
-    r_i = tl.load(R + r_off, mask=r_mask, other=0.0)
-    r_f = tl.load(R + r_off + DH, mask=r_mask, other=0.0)
-    r_z = tl.load(R + r_off + 2 * DH, mask=r_mask, other=0.0)
-    r_o = tl.load(R + r_off + 3 * DH, mask=r_mask, other=0.0)
+    r_i, r_f, r_z, r_o = _gate_blocks(R, head * DH * 4 * DH + d[:, None] * 4 * DH + d[None, :], r_mask, DH)
     y = tl.zeros((BLOCK_B, BLOCK_D), dtype=tl.float32)
     h = tl.zeros((BLOCK_B, BLOCK_D), dtype=tl.float32)
     logn = tl.full((BLOCK_B, BLOCK_D), float("-inf"), dtype=tl.float32)
     gate_off = (head * B + b[:, None]) * 4 * DH + d[None, :]   # (t, head, b, gate, unit) without the t term
     unit_off = (head * B + b[:, None]) * DH + d[None, :]       # (t, head, b, unit)
     for t in range(0, S):
-        g_base = t * NH * B * 4 * DH + gate_off
-        u_base = t * NH * B * DH + unit_off
-        i = tl.load(WX + g_base, mask=mask, other=0.0) + tl.dot(y, r_i, input_precision="ieee")
-        f = tl.load(WX + g_base + DH, mask=mask, other=0.0) + tl.dot(y, r_f, input_precision="ieee")
-        z = tl.load(WX + g_base + 2 * DH, mask=mask, other=0.0) + tl.dot(y, r_z, input_precision="ieee")
-        o = tl.load(WX + g_base + 3 * DH, mask=mask, other=0.0) + tl.dot(y, r_o, input_precision="ieee")
+        step = tl.cast(t, tl.int64) * NH * B * DH    # a 64-bit scalar (S * NH * B * 4 * DH may pass 2**31)
+        wx_t, raw_t, y_t, h_t, logn_t = WX + 4 * step, RAW + 4 * step, Y + step, H + step, LOGN + step
+        i = tl.load(wx_t + gate_off, mask=mask, other=0.0) + tl.dot(y, r_i, input_precision="ieee")
+        f = tl.load(wx_t + gate_off + DH, mask=mask, other=0.0) + tl.dot(y, r_f, input_precision="ieee")
+        z = tl.load(wx_t + gate_off + 2 * DH, mask=mask, other=0.0) + tl.dot(y, r_z, input_precision="ieee")
+        o = tl.load(wx_t + gate_off + 3 * DH, mask=mask, other=0.0) + tl.dot(y, r_o, input_precision="ieee")
         a = _logsigmoid(f) + logn                               # -inf at t = 0
         hi = tl.maximum(a, i)
         logn = hi + tl.log(1.0 + tl.exp(tl.minimum(a, i) - hi))
@@ -78,13 +81,13 @@ def _fwd_kernel(WX, R, RAW, Y, H, LOGN, S, NH, B, DH, BLOCK_B: tl.constexpr, BLO
         h = h + tl.exp(i - logn) * (tz - h)                     # alpha = 1 at t = 0: h = tanh z
         y = _sigmoid(o) * h
         y = tl.where(mask, y, 0.0)                              # padded units must not feed the next dot
-        tl.store(RAW + g_base, i, mask=mask)
-        tl.store(RAW + g_base + DH, f, mask=mask)
-        tl.store(RAW + g_base + 2 * DH, z, mask=mask)
-        tl.store(RAW + g_base + 3 * DH, o, mask=mask)
-        tl.store(Y + u_base, y, mask=mask)
-        tl.store(H + u_base, h, mask=mask)
-        tl.store(LOGN + u_base, logn, mask=mask)
+        tl.store(raw_t + gate_off, i, mask=mask)
+        tl.store(raw_t + gate_off + DH, f, mask=mask)
+        tl.store(raw_t + gate_off + 2 * DH, z, mask=mask)
+        tl.store(raw_t + gate_off + 3 * DH, o, mask=mask)
+        tl.store(y_t + unit_off, y, mask=mask)
+        tl.store(h_t + unit_off, h, mask=mask)
+        tl.store(logn_t + unit_off, logn, mask=mask)
 
 
 @triton.jit
@@ -99,33 +102,29 @@ def _bwd_kernel(DY, R, RAW, Y, H, LOGN, DRAW, S, NH, B, DH, BLOCK_B: tl.constexp
     b_ok, d_ok = b < B, d < DH
     mask = b_ok[:, None] & d_ok[None, :]
     # transposed gate blocks (DH_out, DH_in) of R: rt[out, in] = r[head, in, g*DH + out]
-    rt_off = head * DH * 4 * DH + d[None, :] * 4 * DH + d[:, None]
     r_mask = d_ok[:, None] & d_ok[None, :]
-    rt_i = tl.load(R + rt_off, mask=r_mask, other=0.0)
-    rt_f = tl.load(R + rt_off + DH, mask=r_mask, other=0.0)
-    rt_z = tl.load(R + rt_off + 2 * DH, mask=r_mask, other=0.0)
-    rt_o = tl.load(R + rt_off + 3 * DH, mask=r_mask, other=0.0)
+    rt_i, rt_f, rt_z, rt_o = _gate_blocks(R, head * DH * 4 * DH + d[None, :] * 4 * DH + d[:, None], r_mask, DH)
     gate_off = (head * B + b[:, None]) * 4 * DH + d[None, :]
     unit_off = (head * B + b[:, None]) * DH + d[None, :]
     zeros = tl.zeros((BLOCK_B, BLOCK_D), dtype=tl.float32)
     dc, dn = zeros, zeros
     di_next, df_next, dz_next, do_next, fg_next = zeros, zeros, zeros, zeros, zeros
-    for step in range(0, S):
-        t = S - 1 - step
-        g_base = t * NH * B * 4 * DH + gate_off
-        u_base = t * NH * B * DH + unit_off
-        dy = tl.load(DY + u_base, mask=mask, other=0.0)
+    for back in range(0, S):
+        t = S - 1 - back
+        step = tl.cast(t, tl.int64) * NH * B * DH
+        raw_t, draw_t, y_t, h_t, logn_t = RAW + 4 * step, DRAW + 4 * step, Y + step, H + step, LOGN + step
+        dy = tl.load(DY + step + unit_off, mask=mask, other=0.0)
         dy += tl.dot(di_next, rt_i, input_precision="ieee") + tl.dot(df_next, rt_f, input_precision="ieee")
         dy += tl.dot(dz_next, rt_z, input_precision="ieee") + tl.dot(do_next, rt_o, input_precision="ieee")
-        i = tl.load(RAW + g_base, mask=mask, other=0.0)
-        f = tl.load(RAW + g_base + DH, mask=mask, other=0.0)
-        z = tl.load(RAW + g_base + 2 * DH, mask=mask, other=0.0)
-        o = tl.load(RAW + g_base + 3 * DH, mask=mask, other=0.0)
-        y = tl.load(Y + u_base, mask=mask, other=0.0)
-        logn = tl.load(LOGN + u_base, mask=mask, other=0.0)
+        i = tl.load(raw_t + gate_off, mask=mask, other=0.0)
+        f = tl.load(raw_t + gate_off + DH, mask=mask, other=0.0)
+        z = tl.load(raw_t + gate_off + 2 * DH, mask=mask, other=0.0)
+        o = tl.load(raw_t + gate_off + 3 * DH, mask=mask, other=0.0)
+        y = tl.load(y_t + unit_off, mask=mask, other=0.0)
+        logn = tl.load(logn_t + unit_off, mask=mask, other=0.0)
         if t > 0:
-            h_prev = tl.load(H + u_base - NH * B * DH, mask=mask, other=0.0)
-            logn_prev = tl.load(LOGN + u_base - NH * B * DH, mask=mask, other=0.0)
+            h_prev = tl.load(h_t - NH * B * DH + unit_off, mask=mask, other=0.0)
+            logn_prev = tl.load(logn_t - NH * B * DH + unit_off, mask=mask, other=0.0)
             fg = tl.exp(_logsigmoid(f) + logn_prev - logn)
         else:
             h_prev = zeros
@@ -141,18 +140,24 @@ def _bwd_kernel(DY, R, RAW, Y, H, LOGN, DRAW, S, NH, B, DH, BLOCK_B: tl.constexp
         do = (1.0 - so) * y * dy
         di, df, dz, do = (tl.where(mask, di, 0.0), tl.where(mask, df, 0.0), tl.where(mask, dz, 0.0),
                           tl.where(mask, do, 0.0))
-        tl.store(DRAW + g_base, di, mask=mask)
-        tl.store(DRAW + g_base + DH, df, mask=mask)
-        tl.store(DRAW + g_base + 2 * DH, dz, mask=mask)
-        tl.store(DRAW + g_base + 3 * DH, do, mask=mask)
+        tl.store(draw_t + gate_off, di, mask=mask)
+        tl.store(draw_t + gate_off + DH, df, mask=mask)
+        tl.store(draw_t + gate_off + 2 * DH, dz, mask=mask)
+        tl.store(draw_t + gate_off + 3 * DH, do, mask=mask)
         di_next, df_next, dz_next, do_next, fg_next = di, df, dz, do, fg
 
 
 def _launch(S: int, NH: int, B: int, DH: int) -> tuple[tuple[int, int], dict]:
-    if not 1 <= DH <= 128:
-        raise ValueError(f"sLSTM Triton kernel: head dim {DH} is outside 1..128")
+    """Grid and launch parameters. Warps per head-dim tile from `python -m kernels.compile_check` (sm_80/sm_90):
+    the fewest that hold R's four gate blocks and the carried state in registers without spilling (4 for 16 x 16,
+    8 for 32 x 32, 16 for 64 x 64); one stage (pipelining would stage R through shared memory: 132 instead of 68 KiB
+    at 64 x 64). At 128 x 128 the dot operands alone need 264 KiB of shared memory, more than a GPU gives a block."""
+    if not 1 <= DH <= 64:
+        raise ValueError(f"sLSTM Triton kernel: head dim {DH} is outside 1..64 (use the 'vanilla' or 'cuda' sLSTM "
+                         "backend)")
     block_d = max(16, triton.next_power_of_2(DH))
-    return (NH, triton.cdiv(B, BLOCK_B)), dict(BLOCK_B=BLOCK_B, BLOCK_D=block_d, num_warps=4 if block_d <= 32 else 8)
+    return (NH, triton.cdiv(B, BLOCK_B)), dict(BLOCK_B=BLOCK_B, BLOCK_D=block_d, num_warps=block_d // 4,
+                                               num_stages=1)
 
 
 def forward_loop(wx: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
