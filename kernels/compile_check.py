@@ -7,8 +7,9 @@ launch costs in registers, spilled stack and shared memory.
 Triton's ahead-of-time path lowers a kernel down to a cubin with the ptxas bundled in its wheel; cuobjdump (also
 bundled) reads the cubin's resource usage. This catches what Triton's CPU interpreter cannot: code that does not
 lower for the GPU, and register spills (STACK > 0: per-thread local memory, slow). Launches are the configurations
-the kernels' wrappers use (`kernels.slstm_recurrence._launch`, `kernels.mlstm_bidirectional.default_config` and its
-tuned table). Must run without `TRITON_INTERPRET=1` (the interpreter replaces the kernels by Python functions).
+the kernels' wrappers use (the `_launch` of `kernels.slstm_recurrence` and `kernels.selective_scan`,
+`kernels.mlstm_bidirectional.default_config` and its tuned table). Must run without `TRITON_INTERPRET=1` (the
+interpreter replaces the kernels by Python functions).
 """
 from __future__ import annotations
 
@@ -70,6 +71,20 @@ def slstm_launches() -> list[Launch]:
         consts = {name: cfg[name] for name in ("BLOCK_B", "BLOCK_D")}
         for name, kernel in (("fwd", k._fwd_kernel), ("bwd", k._bwd_kernel)):
             out.append(Launch(f"slstm {name} DH={dh}", kernel, consts, ints=("S", "NH", "B", "DH"),
+                              num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]))
+    return out
+
+
+def selective_scan_launches() -> list[Launch]:
+    """`kernels.selective_scan`'s forward and backward for Mamba's d_state 16 (and 64), d_inner 256."""
+    from kernels import selective_scan as k
+
+    out = []
+    for n in (16, 64):
+        _, cfg = k._launch(1, 256, n, 1)
+        consts = {name: cfg[name] for name in ("BLOCK_H", "BLOCK_N")}
+        for name, kernel in (("fwd", k._fwd_kernel), ("bwd", k._bwd_kernel)):
+            out.append(Launch(f"selective_scan {name} N={n}", kernel, consts, ints=("L", "BG", "G", "H", "N", "CHUNK"),
                               num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]))
     return out
 
@@ -151,7 +166,7 @@ def main(argv=None) -> int:
         return 2
     rows = []
     for arch in args.arch or ARCHS:
-        for launch in slstm_launches() + mlstm_bidirectional_launches(arch):
+        for launch in slstm_launches() + selective_scan_launches() + mlstm_bidirectional_launches(arch):
             if not args.only or any(part in launch.name for part in args.only):
                 rows.append(compile_launch(launch, arch))
                 print(json.dumps(rows[-1]), flush=True)

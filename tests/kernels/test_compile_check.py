@@ -1,6 +1,6 @@
 """The Triton kernels compile for an H100 (sm_90) without a GPU and fit its shared memory: `kernels.compile_check`
-run as a user runs it (a process without TRITON_INTERPRET), on the sLSTM kernels and the bidirectional mLSTM kernels
-at the paper model's bf16 head dim."""
+run as a user runs it (a process without TRITON_INTERPRET), on the sLSTM and selective-scan kernels and the
+bidirectional mLSTM kernels at the paper model's bf16 head dim."""
 import json
 import os
 import subprocess
@@ -13,18 +13,19 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_kernels_compile_for_sm90(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     out = tmp_path / "resources"
-    done = subprocess.run([sys.executable, "-m", "kernels.compile_check", "--arch", "90", "--only", "slstm",
-                           "--only", "bf16 DH=128", "--out", str(out)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    cmd = [sys.executable, "-m", "kernels.compile_check", "--arch", "90", "--only", "slstm", "--only",
+           "selective_scan", "--only", "bf16 DH=128", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = json.loads(out.with_suffix(".json").read_text())
     names = {r["launch"] for r in rows}
     assert {f"slstm {p} DH={dh}" for p in ("fwd", "bwd") for dh in (16, 32, 64)} <= names
+    assert {f"selective_scan {p} N={n}" for p in ("fwd", "bwd") for n in (16, 64)} <= names
     assert {f"mlstm_bidirectional {p} bf16 DH=128" for p in ("fwd", "bwd_q", "bwd_kv")} <= names
     for r in rows:
         assert "error" not in r and r["REG"] > 0 and 0 < r["SHARED"] <= 232448, r
-    # the sLSTM kernels keep R and the carried state in registers without spilling
-    assert all(r["STACK"] == 0 for r in rows if r["launch"].startswith("slstm"))
+    # the recurrent kernels (sLSTM, selective scan) keep their carried state in registers without spilling
+    assert all(r["STACK"] == 0 for r in rows if r["launch"].startswith(("slstm", "selective_scan")))
     assert "| slstm fwd DH=32 | sm_90 |" in out.with_suffix(".md").read_text()
 
 

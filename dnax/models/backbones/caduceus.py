@@ -38,7 +38,6 @@ from torch import nn
 from dnax.models.backbones.mamba import MambaBlock, make_norm, padded_vocab_size
 from dnax.models.layers.mamba import (
     Mamba,
-    cuda_kernels,
     mamba_lm_init_,
     reset_module_parameters_,
     ssm_both_directions,
@@ -103,7 +102,7 @@ class BiMamba(nn.Module):
         if self.weight_tie and self.strategy == "add" and not fwd._fused_cuda(x) and not custom_scan:
             # shared projections act per position: in_proj once, then one out_proj on the summed inner states
             xz = fwd.in_proj(x)
-            if xz.is_cuda and cuda_kernels().get("selective_scan_fn") is not None:
+            if fwd.cuda_scan_kernel(xz) is not None:
                 y = fwd.ssm(xz) + rev.ssm(xz.flip(1)).flip(1)
             else:  # the dnax scan: both directions in one call
                 y = ssm_both_directions(fwd, rev, xz)

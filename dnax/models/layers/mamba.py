@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -78,15 +78,20 @@ class RMSNorm(nn.Module):
 
 class Mamba(nn.Module):
     """Selective SSM mixer (B, L, D) -> (B, L, D); constructor arguments as `mamba_simple.Mamba` (minus
-    device/dtype) plus `chunk_size` for the CPU scan (None: the scan's default) and `scan_fn`, a replacement for
-    the scan with `selective_scan_ref`'s signature (None: dnax's; a plain attribute, settable after construction)."""
+    device/dtype) plus `chunk_size` for the CPU scan (None: the scan's default), `scan_backend` ("auto": mamba_ssm's
+    CUDA kernels where they import, else dnax's PyTorch scan; "torch": dnax's PyTorch scan; "triton": dnax's Triton
+    scan, `kernels.selective_scan`) and `scan_fn`, a replacement for the scan with `selective_scan_ref`'s signature
+    (None: dnax's). `scan_backend` and `scan_fn` are plain attributes, settable after construction."""
 
     def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: float = 2, dt_rank="auto",
                  dt_min: float = 0.001, dt_max: float = 0.1, dt_init: str = "random", dt_scale: float = 1.0,
                  dt_init_floor: float = 1e-4, conv_bias: bool = True, bias: bool = False,
                  use_fast_path: bool = True, layer_idx: int | None = None,
-                 chunk_size: int | None = None, scan_fn: Callable | None = None):
+                 chunk_size: int | None = None, scan_fn: Callable | None = None,
+                 scan_backend: Literal["auto", "torch", "triton"] = "auto"):
         super().__init__()
+        if scan_backend not in ("auto", "torch", "triton"):
+            raise ValueError(f"Mamba scan_backend must be 'auto', 'torch' or 'triton', got {scan_backend!r}")
         if dt_init not in ("constant", "random"):
             raise ValueError(f"Mamba dt_init must be 'constant' or 'random', got {dt_init!r}")
         self.d_model, self.d_state, self.d_conv, self.expand = d_model, d_state, d_conv, expand
@@ -95,7 +100,7 @@ class Mamba(nn.Module):
         self.dt_min, self.dt_max, self.dt_init, self.dt_scale = dt_min, dt_max, dt_init, dt_scale
         self.dt_init_floor = dt_init_floor
         self.use_fast_path, self.layer_idx, self.chunk_size = use_fast_path, layer_idx, chunk_size
-        self.scan_fn = scan_fn
+        self.scan_fn, self.scan_backend = scan_fn, scan_backend
         # module creation order = the reference's random-draw order
         self.in_proj = nn.Linear(d_model, self.d_inner * 2, bias=bias)
         self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1,
@@ -135,7 +140,7 @@ class Mamba(nn.Module):
     # ------------------------------------------------------------------ forward
 
     def _fused_cuda(self, x: torch.Tensor) -> bool:
-        k = cuda_kernels() if x.is_cuda else {}
+        k = cuda_kernels() if x.is_cuda and self.scan_backend == "auto" else {}
         return bool(self.use_fast_path and self.scan_fn is None and k.get("causal_conv1d_fn") is not None)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -158,7 +163,7 @@ class Mamba(nn.Module):
         x, z, dt, B, C, A = self.scan_inputs(xz)
         args = (x.transpose(1, 2), dt.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2), self.D.float())
         kw = dict(z=z.transpose(1, 2), delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
-        kernel = cuda_kernels().get("selective_scan_fn") if xz.is_cuda else None
+        kernel = self.cuda_scan_kernel(xz)
         if self.scan_fn is not None:
             y = self.scan_fn(*args, **kw)
         elif kernel is not None:  # the CUDA kernel wants contiguous (B, E, L) / (B, N, L)
@@ -167,8 +172,12 @@ class Mamba(nn.Module):
         else:
             if self.chunk_size is not None:
                 kw["chunk_size"] = self.chunk_size
-            y = selective_scan(*args, **kw)
+            y = selective_scan(*args, **kw, triton=self.scan_backend == "triton")
         return y.transpose(1, 2)
+
+    def cuda_scan_kernel(self, x: torch.Tensor) -> Callable | None:
+        """mamba_ssm's `selective_scan_fn` where this call uses it (CUDA, scan_backend "auto", importable)."""
+        return cuda_kernels().get("selective_scan_fn") if x.is_cuda and self.scan_backend == "auto" else None
 
     def _forward_fused_cuda(self, hidden_states: torch.Tensor) -> torch.Tensor:
         xz = F.linear(hidden_states, self.in_proj.weight, self.in_proj.bias).transpose(1, 2)  # (B, 2E, L)
@@ -188,7 +197,8 @@ def ssm_both_directions(fwd: Mamba, rev: Mamba, xz: torch.Tensor) -> torch.Tenso
     y = selective_scan(cat(pf[0], pr[0]), cat(pf[2], pr[2]), torch.cat([pf[5], pr[5]]), groups(pf[3], pr[3]),
                        groups(pf[4], pr[4]), torch.cat([fwd.D.float(), rev.D.float()]), z=cat(pf[1], pr[1]),
                        delta_bias=torch.cat([fwd.dt_proj.bias.float(), rev.dt_proj.bias.float()]),
-                       delta_softplus=True, **({"chunk_size": fwd.chunk_size} if fwd.chunk_size else {}))
+                       delta_softplus=True, **({"chunk_size": fwd.chunk_size} if fwd.chunk_size else {}),
+                       triton=fwd.scan_backend == "triton")
     y_fwd, y_rev = y.transpose(1, 2).chunk(2, dim=-1)
     return y_fwd + y_rev.flip(1)
 

@@ -24,6 +24,8 @@ The output has u's dtype; last_state is in the compute dtype (as the reference's
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
@@ -31,6 +33,8 @@ from torch.autograd.function import once_differentiable
 __all__ = ["selective_scan"]
 
 DEFAULT_CHUNK_SIZE = 32
+#: the Triton kernels' chunk: its backward recomputes a chunk's states into a (chunk + 1, B, D, N) scratch buffer
+TRITON_CHUNK_SIZE = 64
 
 
 def _as_groups(X: torch.Tensor, batch: int, dim: int, name: str) -> torch.Tensor | None:
@@ -125,83 +129,94 @@ def _from_time_major(yt, like):
     return yt.view(L, b, -1).permute(1, 2, 0)
 
 
+def _scan_forward(u, delta, A, B, C, chunk):
+    """The forward in PyTorch: (y (L, b, G, H), last state (b, G, H, N), the state entering each chunk
+    (ceil(L / chunk), b, G, H, N))."""
+    L, b, G, H = u.shape
+    N = A.shape[-1]
+    bv, cv = B.dim() == 5, C.dim() == 5
+    chunk = min(chunk, L)
+    buf = _Buffers(chunk, u, (b, G, H, N), big=("a", "h", "tmp"), small=())
+    y = torch.empty_like(u)
+    entry = u.new_empty(-(-L // chunk), b, G, H, N)  # the state entering each chunk
+    entry[0] = 0
+    for c, t0 in enumerate(range(0, L, chunk)):
+        t1 = min(t0 + chunk, L)
+        _, hs = _chunk_states(buf, u[t0:t1], delta[t0:t1], A, B[t0:t1] if bv else B, entry[c])
+        _sum_n(hs[1:], C[t0:t1] if cv else C, buf, y[t0:t1])
+        if c + 1 < len(entry):
+            entry[c + 1] = hs[-1]
+    return y, hs[-1].clone(), entry
+
+
+def _scan_backward(dy, dlast, u, delta, A, B, C, entry, chunk):
+    """The backward in PyTorch: (du, ddelta, dA, dB, dC) from dy (L, b, G, H), d last (b, G, H, N) and the entry
+    states."""
+    chunk = min(chunk, u.shape[0])
+    L, b, G, H = u.shape
+    N = A.shape[-1]
+    bv, cv = B.dim() == 5, C.dim() == 5
+    buf = _Buffers(chunk, u, (b, G, H, N), big=("a", "h", "g", "tmp"), small=("dx", "v"))
+    du, ddelta = torch.empty_like(u), torch.empty_like(delta)
+    dA = torch.zeros_like(A)
+    dB = torch.empty_like(B) if bv else torch.zeros_like(B)
+    dC = torch.empty_like(C) if cv else torch.zeros_like(C)
+    carry = dlast  # a[t1] * g[t1] from the chunk after (d last_state for the last chunk)
+    for c in reversed(range(len(entry))):
+        t0 = c * chunk
+        t1 = min(t0 + chunk, L)
+        T = t1 - t0
+        uc, dc, dyc = u[t0:t1], delta[t0:t1], dy[t0:t1]
+        Bc = B[t0:t1] if bv else B
+        Cc = C[t0:t1] if cv else C
+        a, hs = _chunk_states(buf, uc, dc, A, Bc, entry[c])
+        g = torch.mul(dyc.unsqueeze(-1), Cc, out=buf.g[:T])
+        g[-1] += carry
+        a_s, g_s = buf.a_steps, buf.g_steps
+        for i in range(T - 2, -1, -1):
+            g_s[i].addcmul_(a_s[i + 1], g_s[i + 1])
+        carry = a[0] * g[0]
+        dCc = _grad_BC(dyc, hs[1:], buf, cv)
+        if cv:
+            dC[t0:t1] = dCc
+        else:
+            dC += dCc
+        dBc = _grad_BC(dc * uc, g, buf, bv)
+        if bv:
+            dB[t0:t1] = dBc
+        else:
+            dB += dBc
+        dx = _sum_n(g, Bc, buf, buf.dx[:T])  # d(delta * u)
+        w = a.mul_(g).mul_(hs[:-1])  # g[t] * a[t] * h[t-1], in a's memory
+        torch.mul(dx, dc, out=du[t0:t1])
+        torch.addcmul(_sum_n(w, A, buf, buf.v[:T]), dx, uc, out=ddelta[t0:t1])
+        dA += torch.mul(w, dc.unsqueeze(-1), out=buf.tmp[:T]).sum((0, 1))
+    return du, ddelta, dA, dB, dC
+
+
 class _ScanFn(torch.autograd.Function):
-    """(u, delta (L, b, G, H), A (G, H, N), B, C (L, b, G, 1, N) or (G, H, N), chunk) -> y (L, b, G, H), last state
-    (b, G, H, N); all contiguous. Saves the inputs and the state entering each chunk."""
+    """(u, delta (L, b, G, H), A (G, H, N), B, C (L, b, G, 1, N) or (G, H, N), chunk, loops) -> y (L, b, G, H), last
+    state (b, G, H, N); all contiguous. Saves the inputs and the state entering each chunk. `loops` is the
+    (forward, backward) pair that does the work: `_scan_forward` / `_scan_backward`, or the Triton kernels'
+    `kernels.selective_scan.{scan_forward, scan_backward}` (same signatures and layouts; variable B and C only)."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, chunk):
-        L, b, G, H = u.shape
-        N = A.shape[-1]
-        bv, cv = B.dim() == 5, C.dim() == 5
-        chunk = min(chunk, L)
-        buf = _Buffers(chunk, u, (b, G, H, N), big=("a", "h", "tmp"), small=())
-        y = torch.empty_like(u)
-        entry = u.new_empty(-(-L // chunk), b, G, H, N)  # the state entering each chunk
-        entry[0] = 0
-        for c, t0 in enumerate(range(0, L, chunk)):
-            t1 = min(t0 + chunk, L)
-            _, hs = _chunk_states(buf, u[t0:t1], delta[t0:t1], A, B[t0:t1] if bv else B, entry[c])
-            _sum_n(hs[1:], C[t0:t1] if cv else C, buf, y[t0:t1])
-            if c + 1 < len(entry):
-                entry[c + 1] = hs[-1]
+    def forward(ctx, u, delta, A, B, C, chunk, loops=(_scan_forward, _scan_backward)):
+        y, last, entry = loops[0](u, delta, A, B, C, chunk)
         ctx.save_for_backward(u, delta, A, B, C, entry)
-        ctx.chunk = chunk
-        return y, hs[-1].clone()
+        ctx.chunk, ctx.backward_loop = chunk, loops[1]
+        return y, last
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy, dlast):
         u, delta, A, B, C, entry = ctx.saved_tensors
-        chunk = ctx.chunk
-        L, b, G, H = u.shape
-        N = A.shape[-1]
-        bv, cv = B.dim() == 5, C.dim() == 5
-        need_A, need_B, need_C = ctx.needs_input_grad[2:5]
-        buf = _Buffers(chunk, u, (b, G, H, N), big=("a", "h", "g", "tmp"), small=("dx", "v"))
-        dy = dy.contiguous()
-        du, ddelta = torch.empty_like(u), torch.empty_like(delta)
-        dA = torch.zeros_like(A) if need_A else None
-        dB = (torch.empty_like(B) if bv else torch.zeros_like(B)) if need_B else None
-        dC = (torch.empty_like(C) if cv else torch.zeros_like(C)) if need_C else None
-        carry = dlast  # a[t1] * g[t1] from the chunk after (d last_state for the last chunk)
-        for c in reversed(range(len(entry))):
-            t0 = c * chunk
-            t1 = min(t0 + chunk, L)
-            T = t1 - t0
-            uc, dc, dyc = u[t0:t1], delta[t0:t1], dy[t0:t1]
-            Bc = B[t0:t1] if bv else B
-            Cc = C[t0:t1] if cv else C
-            a, hs = _chunk_states(buf, uc, dc, A, Bc, entry[c])
-            g = torch.mul(dyc.unsqueeze(-1), Cc, out=buf.g[:T])
-            g[-1] += carry
-            a_s, g_s = buf.a_steps, buf.g_steps
-            for i in range(T - 2, -1, -1):
-                g_s[i].addcmul_(a_s[i + 1], g_s[i + 1])
-            carry = a[0] * g[0]
-            if need_C:
-                dCc = _grad_BC(dyc, hs[1:], buf, cv)
-                if cv:
-                    dC[t0:t1] = dCc
-                else:
-                    dC += dCc
-            if need_B:
-                dBc = _grad_BC(dc * uc, g, buf, bv)
-                if bv:
-                    dB[t0:t1] = dBc
-                else:
-                    dB += dBc
-            dx = _sum_n(g, Bc, buf, buf.dx[:T])  # d(delta * u)
-            w = a.mul_(g).mul_(hs[:-1])  # g[t] * a[t] * h[t-1], in a's memory
-            torch.mul(dx, dc, out=du[t0:t1])
-            torch.addcmul(_sum_n(w, A, buf, buf.v[:T]), dx, uc, out=ddelta[t0:t1])
-            if need_A:
-                dA += torch.mul(w, dc.unsqueeze(-1), out=buf.tmp[:T]).sum((0, 1))
-        return du, ddelta, dA, dB, dC, None
+        grads = ctx.backward_loop(dy.contiguous(), dlast, u, delta, A, B, C, entry, ctx.chunk)
+        return (*grads, None, None)
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                   return_last_state=False, chunk_size: int = DEFAULT_CHUNK_SIZE):
+                   return_last_state=False, chunk_size: int = DEFAULT_CHUNK_SIZE, triton: bool = False):
     """Selective scan with the semantics of mamba_ssm's `selective_scan_ref`.
 
     u, delta: (B, D, L); A: (D, N), real; B, C: (D, N), (B, N, L) or (B, G, N, L) with G dividing D (channel d
@@ -209,6 +224,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     out = (scan(u) + u * D) * silu(z), shape (B, D, L) in u's dtype; with return_last_state, (out, last_state) where
     last_state is (B, D, N). chunk_size: steps per chunk, the unit of recomputation in the backward (the forward
     keeps one (B, D, N) state per chunk); any L works (the last chunk may be shorter). Results do not depend on it.
+    triton: run the scan's loops as the Triton kernels of `kernels.selective_scan` (variable B and C, fp32; CUDA
+    tensors, or CPU under `TRITON_INTERPRET=1`) instead of PyTorch.
     """
     if A.is_complex() or (B.is_complex() or C.is_complex()):
         raise NotImplementedError("dnax selective_scan supports real-valued A, B, C only "
@@ -246,8 +263,20 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
             return X.to(cdt).reshape(G, H, N)
         return _to_time_major(Xv.to(cdt)).unsqueeze(3)
 
+    loops = (_scan_forward, _scan_backward)
+    if triton:
+        if Bv is None or Cv is None or cdt != torch.float32:
+            raise ValueError("the Triton selective scan takes variable B and C ((B, G, N, L)) and fp32/bf16/fp16 "
+                             "inputs")
+        if not u.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+            raise RuntimeError("the Triton selective scan needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
+        from kernels.selective_scan import scan_backward, scan_forward  # triton is imported only when used
+
+        loops = (scan_forward, scan_backward)
+        chunk_size = max(chunk_size, TRITON_CHUNK_SIZE)
     u_t, delta_t = (_to_time_major(x).view(L, batch, G, H) for x in (u_c, delta))
-    y, last = _ScanFn.apply(u_t, delta_t, A.to(cdt).reshape(G, H, N), layout(B, Bv), layout(C, Cv), chunk_size)
+    y, last = _ScanFn.apply(u_t, delta_t, A.to(cdt).reshape(G, H, N), layout(B, Bv), layout(C, Cv), chunk_size,
+                            loops)
     out = _from_time_major(y, u_c)
     if D is not None:
         out = out + u_c * D.to(cdt)[:, None]
