@@ -173,7 +173,7 @@ def _experiment_backbone(path: str, length: int, **overrides):
 
 
 def build_model(mode: str, reference: bool, length: int, m_backend: str | None = None,
-                s_backend: str | None = None):
+                s_backend: str | None = None, scan_backend: str | None = None):
     from dnax.models.backbones.xlstm import XLSTMLM
 
     if mode in XLSTM_2M:
@@ -184,6 +184,12 @@ def build_model(mode: str, reference: bool, length: int, m_backend: str | None =
 
     if mode in EXPERIMENT_BACKBONES:
         model = _experiment_backbone(EXPERIMENT_BACKBONES[mode], length)
+        if scan_backend:
+            from dnax.models.layers.mamba import Mamba
+
+            for m in model.modules():
+                if isinstance(m, Mamba):
+                    m.scan_backend = scan_backend
         return _with_reference_scan(model) if reference else model
     if reference and mode == "slstm":
         return _reference_slstm_lm()
@@ -195,12 +201,12 @@ def build_model(mode: str, reference: bool, length: int, m_backend: str | None =
 
 def measure(mode: str, reference: bool, device: str, dtype: str, batch: int, length: int, steps: int,
             compile: bool = False, m_backend: str | None = None, warmup: int = 1,
-            s_backend: str | None = None) -> dict:
+            s_backend: str | None = None, scan_backend: str | None = None) -> dict:
     import torch
     import torch.nn.functional as F
 
     torch.manual_seed(0)
-    model = build_model(mode, reference, length, m_backend, s_backend).to(device)
+    model = build_model(mode, reference, length, m_backend, s_backend, scan_backend).to(device)
     params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     if compile:
@@ -233,19 +239,21 @@ def measure(mode: str, reference: bool, device: str, dtype: str, batch: int, len
     median = sorted(times)[len(times) // 2]
     peak = (torch.cuda.max_memory_allocated() / 2**30 if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
-    return dict(mode=mode, implementation=_implementation(reference, compile, m_backend, s_backend), device=device,
-                params=params,
-                dtype=dtype, batch=batch, length=length, steps=steps, step_s_median=round(median, 4),
+    return dict(mode=mode, implementation=_implementation(reference, compile, m_backend, s_backend, scan_backend),
+                device=device, params=params, dtype=dtype, batch=batch, length=length, steps=steps,
+                step_s_median=round(median, 4),
                 warmup_steps=warmup, tokens_per_s=round(batch * length / median), peak_mem_gib=round(peak, 3),
                 peak_mem_kind="torch.cuda.max_memory_allocated" if device == "cuda" else "process max RSS",
                 threads=torch.get_num_threads(), load_avg_1min=round(os.getloadavg()[0], 2))
 
 
-def _implementation(reference: bool, compile: bool, m_backend: str | None, s_backend: str | None) -> str:
+def _implementation(reference: bool, compile: bool, m_backend: str | None, s_backend: str | None,
+                    scan_backend: str | None = None) -> str:
     """A row's implementation label: dnax or the reference emulation, with any compile / backend override."""
     label = "reference emulation" if reference else "dnax" + (" (torch.compile)" if compile else "")
-    label += f" (m_backend={m_backend})" if m_backend else ""
-    return label + (f" (s_backend={s_backend})" if s_backend else "")
+    for name, value in (("m_backend", m_backend), ("s_backend", s_backend), ("scan_backend", scan_backend)):
+        label += f" ({name}={value})" if value else ""
+    return label
 
 
 def environment(device: str) -> dict:
@@ -286,7 +294,7 @@ def write_results(rows: list[dict], env: dict, stem: str) -> Path:
 
 def run_config(mode: str, reference: bool, device: str, dtype: str, batch: int, length: int, steps: int,
                compile: bool = False, m_backend: str | None = None, timeout: float | None = None,
-               warmup: int = 1, s_backend: str | None = None) -> dict:
+               warmup: int = 1, s_backend: str | None = None, scan_backend: str | None = None) -> dict:
     """`measure` in a fresh process (its own peak memory); a failure or timeout becomes a row with `error`."""
     cmd = [sys.executable, "-m", "benchmarks.train_step", "--single", "--mode", mode, "--device", device,
            "--dtype", dtype, "--batch", str(batch), "--length", str(length), "--steps", str(steps),
@@ -294,6 +302,7 @@ def run_config(mode: str, reference: bool, device: str, dtype: str, batch: int, 
     cmd += (["--reference"] if reference else []) + (["--compile"] if compile else [])
     cmd += ["--m-backend", m_backend] if m_backend else []
     cmd += ["--s-backend", s_backend] if s_backend else []
+    cmd += ["--scan-backend", scan_backend] if scan_backend else []
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if done.returncode == 0:
@@ -301,9 +310,9 @@ def run_config(mode: str, reference: bool, device: str, dtype: str, batch: int, 
         err = (done.stderr.strip().splitlines() or ["failed"])[-1]
     except subprocess.TimeoutExpired:
         err = f"timeout after {timeout:.0f} s"
-    return dict(mode=mode, implementation=_implementation(reference, compile, m_backend, s_backend), device=device,
-                dtype=dtype, batch=batch, length=length, steps=0, step_s_median=float("nan"), tokens_per_s=0,
-                peak_mem_gib=float("nan"), error=err, load_avg_1min=round(os.getloadavg()[0], 2))
+    return dict(mode=mode, implementation=_implementation(reference, compile, m_backend, s_backend, scan_backend),
+                device=device, dtype=dtype, batch=batch, length=length, steps=0, step_s_median=float("nan"),
+                tokens_per_s=0, peak_mem_gib=float("nan"), error=err, load_avg_1min=round(os.getloadavg()[0], 2))
 
 
 def run_anchors(device: str, steps: int, timeout: float | None) -> Path:
@@ -352,6 +361,8 @@ def main(argv=None) -> None:
                    help="mLSTM backend override for the xlstm_2m_* modes")
     p.add_argument("--s-backend", choices=["vanilla", "triton", "cuda", "auto"], default=None,
                    help="sLSTM backend override for the slstm mode")
+    p.add_argument("--scan-backend", choices=["auto", "torch", "triton"], default=None,
+                   help="selective-scan backend override for the Mamba and Caduceus modes")
     p.add_argument("--timeout", type=float, default=None, help="seconds per configuration")
     p.add_argument("--preset", choices=["anchors"], help="anchors: issue 7's GPU anchor table (bf16, 2M model)")
     p.add_argument("--full-reference-shape", action="store_true",
@@ -363,7 +374,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.single:
         print(json.dumps(measure(args.mode[0], args.reference, args.device, args.dtype, args.batch, args.length,
-                                 args.steps, args.compile, args.m_backend, args.warmup, args.s_backend)))
+                                 args.steps, args.compile, args.m_backend, args.warmup, args.s_backend,
+                                 args.scan_backend)))
         return
     if args.preset == "anchors":
         print(f"wrote {run_anchors(args.device, args.steps, args.timeout)}")
@@ -379,7 +391,8 @@ def main(argv=None) -> None:
                              else (args.batch, args.length))
             rows.append(run_config(mode, reference, args.device, args.dtype, batch, length,
                                    1 if reference else args.steps, args.compile, args.m_backend, args.timeout,
-                                   warmup=0 if full else 1, s_backend=None if reference else args.s_backend))
+                                   warmup=0 if full else 1, s_backend=None if reference else args.s_backend,
+                                   scan_backend=None if reference else args.scan_backend))
             print(json.dumps(rows[-1]), flush=True)
     stem = f"train_step_{args.device}_{args.length}" + ("_bf16" if args.dtype == "bf16" else "")
     print(f"wrote {write_results(rows, environment(args.device), stem)}")

@@ -6,6 +6,8 @@ one owner: `seq_len` sets every field tagged `SeqLen`; `global_batch` sets every
 """
 from __future__ import annotations
 
+import inspect
+
 import fiddle as fdl
 
 from dnax import tags
@@ -101,3 +103,18 @@ def nan_guard(cfg: fdl.Buildable, action: str = "stop") -> None:
     cfg.trainer.callbacks = [*callbacks, fdl.Config(NonFiniteLossGuard, action=action)]
 
 
+
+
+def triton_kernels(cfg: fdl.Buildable) -> None:
+    """Run the model's recurrences on dnax's Triton kernels (GPU; nothing to build, unlike mamba_ssm's and xlstm's
+    CUDA extensions): the selective scan of Mamba/Caduceus (`ssm_cfg["scan_backend"] = "triton"`) and the sLSTM
+    recurrence of xLSTM (`s_backend = "triton"`). On CPU they run only under TRITON_INTERPRET=1."""
+    backbone = cfg.model.backbone
+    params = inspect.signature(backbone.__fn_or_cls__).parameters
+    if "ssm_cfg" in params:
+        backbone.ssm_cfg = {**(backbone.ssm_cfg or {}), "scan_backend": "triton"}
+    elif "s_backend" in params:
+        backbone.s_backend = "triton"
+    else:
+        raise FiddlerError(f"triton_kernels: {backbone.__fn_or_cls__.__name__} has no Triton kernel to switch to "
+                           "(Mamba/Caduceus selective scan, xLSTM sLSTM)")

@@ -95,3 +95,31 @@ def test_unreachable_object_store_is_one_line_error(in_tmp, monkeypatch, capsys)
     assert cli.main(["experiments.hg38_xlstm", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "s3://no-bucket/hg38/mds_1024" in err[0] and "127.0.0.1:9" in err[0], err
+
+
+@pytest.mark.parametrize("experiment, field, value", [
+    ("experiments.hg38_caduceus.hg38_caduceus_ps", "ssm_cfg", "triton"),
+    ("experiments.hg38_mamba.hg38_mamba", "ssm_cfg", "triton"),
+    ("experiments.hg38_xlstm.hg38_xlstm_slstm", "s_backend", "triton"),
+])
+def test_triton_kernels_fiddler_switches_the_recurrence_backend(experiment, field, value):
+    from dnax import fiddlers
+
+    fn, _ = cli.resolve_experiment(experiment)
+    cfg = fn()
+    before = dict(cfg.model.backbone.ssm_cfg) if field == "ssm_cfg" else None
+    fiddlers.triton_kernels(cfg)
+    if field == "ssm_cfg":  # the reference's mixer settings are kept
+        assert cfg.model.backbone.ssm_cfg == {**before, "scan_backend": value}
+    else:
+        assert cfg.model.backbone.s_backend == value
+    backbone = fdl.build(cfg.model.backbone)
+    backends = {m.scan_backend for m in backbone.modules() if hasattr(m, "scan_backend")}
+    backends |= {m.backend for m in backbone.modules() if type(m).__name__ == "SLSTMCell"}
+    assert backends == {value}
+
+
+def test_triton_kernels_fiddler_refuses_backbones_without_kernels(capsys):
+    assert cli.main(["experiments.hg38_transformer_pp", "triton_kernels", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "has no Triton kernel" in err
