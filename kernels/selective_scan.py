@@ -29,19 +29,24 @@ __all__ = ["scan_forward", "scan_backward"]
 
 
 @triton.jit
-def _fwd_kernel(U, DT, A, Bm, Cm, Y, ENTRY, LAST, L, BG, G, H, N, CHUNK,
-                BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr):
-    bg = tl.program_id(0)                                   # batch * G + group
+def _program_tile(A, G, H, N, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr):
+    """This program's batch * G + group, masks of its channels, states and (channel, state) tile, its A tile, and
+    its offsets within one step of u/delta/y (channel), of a (b, G, H, N) state (channel, n) and of B/C (n)."""
+    bg = tl.program_id(0)
     hh = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
     nn = tl.arange(0, BLOCK_N)
     h_ok, n_ok = hh < H, nn < N
     hn_ok = h_ok[:, None] & n_ok[None, :]
-    g = bg % G
-    a_coef = tl.load(A + (g * H + hh[:, None]) * N + nn[None, :], mask=hn_ok, other=0.0)
+    a_coef = tl.load(A + ((bg % G) * H + hh[:, None]) * N + nn[None, :], mask=hn_ok, other=0.0)
+    ch_off = bg * H + hh
+    return bg, h_ok, n_ok, hn_ok, a_coef, ch_off, ch_off[:, None] * N + nn[None, :], bg * N + nn
+
+
+@triton.jit
+def _fwd_kernel(U, DT, A, Bm, Cm, Y, ENTRY, LAST, L, BG, G, H, N, CHUNK,
+                BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr):
+    bg, h_ok, n_ok, hn_ok, a_coef, ch_off, st_off, n_off = _program_tile(A, G, H, N, BLOCK_H, BLOCK_N)
     state = tl.zeros((BLOCK_H, BLOCK_N), dtype=tl.float32)
-    ch_off = bg * H + hh                                    # (channel) offset within one step of u, delta, y
-    st_off = ch_off[:, None] * N + nn[None, :]              # (channel, n) offset within one (b, G, H, N) state
-    n_off = bg * N + nn                                     # offset within one step of B, C
     for t in range(0, L):
         if t % CHUNK == 0:
             tl.store(ENTRY + tl.cast(t // CHUNK, tl.int64) * BG * H * N + st_off, state, mask=hn_ok)
@@ -58,18 +63,8 @@ def _fwd_kernel(U, DT, A, Bm, Cm, Y, ENTRY, LAST, L, BG, G, H, N, CHUNK,
 @triton.jit
 def _bwd_kernel(U, DT, A, Bm, Cm, DY, ENTRY, DLAST, SCRATCH, DU, DDT, DA, DB, DC, L, BG, G, H, N, CHUNK,
                 BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr):
-    bg = tl.program_id(0)
-    hb = tl.program_id(1)
-    hh = hb * BLOCK_H + tl.arange(0, BLOCK_H)
-    nn = tl.arange(0, BLOCK_N)
-    h_ok, n_ok = hh < H, nn < N
-    hn_ok = h_ok[:, None] & n_ok[None, :]
-    g = bg % G
-    a_coef = tl.load(A + (g * H + hh[:, None]) * N + nn[None, :], mask=hn_ok, other=0.0)
-    ch_off = bg * H + hh
-    st_off = ch_off[:, None] * N + nn[None, :]
-    n_off = bg * N + nn
-    part = tl.cast(hb, tl.int64) * L * BG * N               # this channel block's slice of the dB / dC partials
+    bg, h_ok, n_ok, hn_ok, a_coef, ch_off, st_off, n_off = _program_tile(A, G, H, N, BLOCK_H, BLOCK_N)
+    part = tl.cast(tl.program_id(1), tl.int64) * L * BG * N  # this channel block's slice of the dB / dC partials
     carry = tl.load(DLAST + st_off, mask=hn_ok, other=0.0)  # exp(delta[t+1] A) g[t+1]; d last after the last step
     da = tl.zeros((BLOCK_H, BLOCK_N), dtype=tl.float32)
     n_chunks = tl.cdiv(L, CHUNK)

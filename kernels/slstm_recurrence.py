@@ -46,6 +46,19 @@ def _tanh(x):
 
 
 @triton.jit
+def _program_tile(B, DH, BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
+    """This program's head, unit indices d, masks of its (BLOCK_B, BLOCK_D) tile and of R's (DH, DH) gate blocks,
+    and its offsets within one time step of a (head, b, gate, unit) and a (head, b, unit) tensor."""
+    head = tl.program_id(0)
+    b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
+    d = tl.arange(0, BLOCK_D)
+    b_ok, d_ok = b < B, d < DH
+    gate_off = (head * B + b[:, None]) * 4 * DH + d[None, :]
+    unit_off = (head * B + b[:, None]) * DH + d[None, :]
+    return head, d, b_ok[:, None] & d_ok[None, :], d_ok[:, None] & d_ok[None, :], gate_off, unit_off
+
+
+@triton.jit
 def _gate_blocks(R, off, mask, DH):
     """R's four gate blocks at offsets `off` (+ g*DH), fp32."""
     return (tl.load(R + off, mask=mask, other=0.0), tl.load(R + off + DH, mask=mask, other=0.0),
@@ -54,19 +67,12 @@ def _gate_blocks(R, off, mask, DH):
 
 @triton.jit
 def _fwd_kernel(WX, R, RAW, Y, H, LOGN, S, NH, B, DH, BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
-    head = tl.program_id(0)
-    b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
-    d = tl.arange(0, BLOCK_D)
-    b_ok, d_ok = b < B, d < DH
-    mask = b_ok[:, None] & d_ok[None, :]
+    head, d, mask, r_mask, gate_off, unit_off = _program_tile(B, DH, BLOCK_B, BLOCK_D)
     # R's gate blocks (DH_in, DH_out): r[head, in, g*DH + out]
-    r_mask = d_ok[:, None] & d_ok[None, :]
     r_i, r_f, r_z, r_o = _gate_blocks(R, head * DH * 4 * DH + d[:, None] * 4 * DH + d[None, :], r_mask, DH)
     y = tl.zeros((BLOCK_B, BLOCK_D), dtype=tl.float32)
     h = tl.zeros((BLOCK_B, BLOCK_D), dtype=tl.float32)
     logn = tl.full((BLOCK_B, BLOCK_D), float("-inf"), dtype=tl.float32)
-    gate_off = (head * B + b[:, None]) * 4 * DH + d[None, :]   # (t, head, b, gate, unit) without the t term
-    unit_off = (head * B + b[:, None]) * DH + d[None, :]       # (t, head, b, unit)
     for t in range(0, S):
         step = tl.cast(t, tl.int64) * NH * B * DH    # a 64-bit scalar (S * NH * B * 4 * DH may pass 2**31)
         wx_t, raw_t, y_t, h_t, logn_t = WX + 4 * step, RAW + 4 * step, Y + step, H + step, LOGN + step
@@ -96,16 +102,9 @@ def _bwd_kernel(DY, R, RAW, Y, H, LOGN, DRAW, S, NH, B, DH, BLOCK_B: tl.constexp
     t = 0), tz = tanh z, so = sigmoid o:  dy_t += d raw_{t+1} R^T;  dc = fg_{t+1} dc' + so dy;
     dn = fg_{t+1} dn' - y dy;  di = ig (tz dc + dn);  df = fg (1 - sigmoid f)(h_{t-1} dc + dn);
     dz = ig (1 - tz^2) dc;  do = (1 - so) y dy."""
-    head = tl.program_id(0)
-    b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
-    d = tl.arange(0, BLOCK_D)
-    b_ok, d_ok = b < B, d < DH
-    mask = b_ok[:, None] & d_ok[None, :]
+    head, d, mask, r_mask, gate_off, unit_off = _program_tile(B, DH, BLOCK_B, BLOCK_D)
     # transposed gate blocks (DH_out, DH_in) of R: rt[out, in] = r[head, in, g*DH + out]
-    r_mask = d_ok[:, None] & d_ok[None, :]
     rt_i, rt_f, rt_z, rt_o = _gate_blocks(R, head * DH * 4 * DH + d[None, :] * 4 * DH + d[:, None], r_mask, DH)
-    gate_off = (head * B + b[:, None]) * 4 * DH + d[None, :]
-    unit_off = (head * B + b[:, None]) * DH + d[None, :]
     zeros = tl.zeros((BLOCK_B, BLOCK_D), dtype=tl.float32)
     dc, dn = zeros, zeros
     di_next, df_next, dz_next, do_next, fg_next = zeros, zeros, zeros, zeros, zeros
