@@ -91,16 +91,16 @@ def selective_scan_launches() -> list[Launch]:
 
 def mlstm_bidirectional_launches(arch: int) -> list[Launch]:
     """`kernels.mlstm_bidirectional`'s three kernels: fp32 (`ieee` dots, default tiles) and bf16 (the tuned tiles
-    for this architecture where the table has them, else the default), head dims 64 and 128."""
+    for this architecture where the table has them, else the default), head dims 32 to 256."""
     from kernels import mlstm_bidirectional as k
 
     kernels = {"fwd": k._fwd_kernel, "bwd_q": k._bwd_q_kernel, "bwd_kv": k._bwd_kv_kernel}
     tuned = k._tuned_table(str(k.TUNED_PATH)).get(f"sm{arch}", {})
     out = []
     for dtype in ("fp32", "bf16"):
-        for dh in (64, 128):
+        for dh in (32, 64, 128, 256):
             for phase, kernel in kernels.items():
-                bt, bs, warps, stages = k.default_config(32768, dh)
+                bt, bs, warps, stages = k.default_config(32768, dh, ieee=dtype == "fp32")
                 if dtype == "bf16":
                     bt, bs, warps, stages = tuned.get(dtype, {}).get(str(dh), {}).get(phase, (bt, bs, warps, stages))
                 consts = dict(BLOCK_T=bt, BLOCK_S=bs, BLOCK_D=dh, IEEE=dtype == "fp32")

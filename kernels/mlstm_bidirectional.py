@@ -247,19 +247,29 @@ def _tuned_table(path: str) -> dict:
     return json.loads(Path(path).read_text()) if Path(path).exists() else {}
 
 
-def default_config(S: int, DH: int) -> tuple[int, int, int, int]:
-    """Tiles that fit any GPU's registers/shared memory (and the interpreter): (BLOCK_T, BLOCK_S, warps, stages)."""
-    block_d = max(16, triton.next_power_of_2(DH))
-    block = 64 if block_d <= 64 else (32 if block_d <= 128 else 16)
-    block = min(block, max(16, triton.next_power_of_2(S)))
-    return block, block, 4, 2
+#: untuned tiles per head-dim tile: (BLOCK_T, BLOCK_S, warps, stages), the largest of those tried that compile
+#: without register spills on sm_80 and sm_90 (`python -m kernels.compile_check`): fp32 `ieee` dot products hold
+#: their operands in registers (64 x 64 tiles spilled 5-12 KiB per thread), bf16/fp16 ones use tensor cores
+DEFAULT_TILES = {
+    "ieee": {32: (32, 32, 4, 2), 64: (32, 32, 8, 2), 128: (32, 16, 8, 2), 256: (16, 16, 8, 2)},
+    "tensor_core": {32: (32, 32, 4, 2), 64: (32, 32, 4, 2), 128: (32, 32, 4, 2), 256: (16, 16, 4, 2)},
+}
+
+
+def default_config(S: int, DH: int, ieee: bool = True) -> tuple[int, int, int, int]:
+    """Untuned launch parameters (BLOCK_T, BLOCK_S, warps, stages) from `DEFAULT_TILES`, tiles no longer than the
+    (power-of-two) sequence."""
+    block_d = max(32, triton.next_power_of_2(DH))
+    bt, bs, warps, stages = DEFAULT_TILES["ieee" if ieee else "tensor_core"][block_d]
+    cap = max(16, triton.next_power_of_2(S))
+    return min(bt, cap), min(bs, cap), warps, stages
 
 
 def launch_config(S: int, DH: int, q: torch.Tensor, phase: str) -> dict:
     """Launch parameters of one kernel: the tuned entry for this GPU architecture, dtype and head dim when
     `mlstm_bidirectional_tuned.json` has one (bf16/fp16 only: fp32 `ieee` tiles keep the small default), else
     `default_config`. Tiles never exceed the (power-of-two) sequence length."""
-    bt, bs, warps, stages = default_config(S, DH)
+    bt, bs, warps, stages = default_config(S, DH, ieee=_fp32_dots(q))
     if q.is_cuda and not _fp32_dots(q):
         major, minor = torch.cuda.get_device_capability(q.device)
         dtype = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(q.dtype)
