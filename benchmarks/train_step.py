@@ -12,7 +12,8 @@ A step is forward, cross-entropy, backward and AdamW on random tokens (the data 
 Reference emulation ("reference" rows): what DNA-xLSTM computes for the same model: the quadratic `parallel`
 mLSTM form with gradient checkpointing on every block, and for sLSTM the xlstm package's `vanilla` backend (the
 reference's only CPU backend); for Mamba, Caduceus-PH and Caduceus-PS the same dnax model with mamba_ssm's
-`selective_scan_ref` as the scan (`_with_reference_scan`), at the smaller shape `REFERENCE_SCAN_SHAPE`. Results
+`selective_scan_ref` as the scan (`_with_reference_scan`), at the smaller shape `REFERENCE_SCAN_SHAPE` (or, with
+`--full-reference-shape`, at the dnax rows' shape: minutes per step). Results
 go to `benchmarks/results/train_step_<device>.{json,md}`; on shared cores the load average is recorded beside every
 number.
 """
