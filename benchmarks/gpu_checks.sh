@@ -40,7 +40,7 @@ wanted() { [[ "$STAGES" == *" $1 "* ]]; }
 cat "$LOG_DIR/environment.txt"
 
 wanted tune && stage tune 100 $PY -m benchmarks.mlstm_bidirectional_tune
-wanted tests && stage tests 120 $PY -m pytest -q -p no:cacheprovider tests/kernels
+wanted tests && stage tests 180 $PY -m pytest -q -p no:cacheprovider tests/kernels
 wanted backbones && stage backbones 200 $PY -m benchmarks.train_step --device cuda --dtype bf16 --batch 32 \
   --length 1024 --steps 3 --timeout 45 --no-reference --mode causal --mode flip_add --mode native_bidirectional \
   --mode mamba --mode caduceus_ph --mode caduceus_ps --mode transformer_pp --mode hyena
