@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", type=int, action="append", help="compute capability x10 (default: 90 and 80)")
     p.add_argument("--only", action="append", help="only launches whose name contains this (repeatable)")
-    p.add_argument("--out", type=Path, help="also write the table (.md) and rows (.json beside it)")
+    p.add_argument("--out", type=Path, help="also write the table to OUT.md and the rows to OUT.json")
     args = p.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
         print("kernels.compile_check: unset TRITON_INTERPRET (the interpreter replaces the kernels by Python "
@@ -175,8 +175,9 @@ def main(argv=None) -> int:
     if args.out:
         from dnax.atomic import atomic_write_text
 
-        atomic_write_text(args.out.with_suffix(".json"), json.dumps(rows, indent=2))
-        atomic_write_text(args.out.with_suffix(".md"), table)
+        stem = str(args.out).removesuffix(".md")  # a stem may contain dots (kernel_resources_triton3.6)
+        atomic_write_text(Path(stem + ".json"), json.dumps(rows, indent=2))
+        atomic_write_text(Path(stem + ".md"), table)
     return 1 if any("error" in r for r in rows) else 0
 
 
