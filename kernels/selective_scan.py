@@ -123,6 +123,7 @@ def scan_forward(u, delta, A, B, C, chunk: int):
     L, b, G, H = u.shape
     N = A.shape[-1]
     grid, cfg = _launch(G, H, N, b * G)
+    u, delta, A, B, C = (x.contiguous() for x in (u, delta, A, B, C))
     y = torch.empty_like(u)
     entry = u.new_empty(triton.cdiv(L, chunk), b, G, H, N)
     last = u.new_empty(b, G, H, N)
@@ -135,6 +136,7 @@ def scan_backward(dy, dlast, u, delta, A, B, C, entry, chunk: int):
     L, b, G, H = u.shape
     N = A.shape[-1]
     grid, cfg = _launch(G, H, N, b * G)
+    u, delta, A, B, C = (x.contiguous() for x in (u, delta, A, B, C))
     blocks = grid[1]
     scratch = u.new_empty(min(chunk, L) + 1, b, G, H, N)
     du, ddelta = torch.empty_like(u), torch.empty_like(u)
