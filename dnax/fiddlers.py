@@ -103,8 +103,6 @@ def nan_guard(cfg: fdl.Buildable, action: str = "stop") -> None:
     cfg.trainer.callbacks = [*callbacks, fdl.Config(NonFiniteLossGuard, action=action)]
 
 
-
-
 def triton_kernels(cfg: fdl.Buildable) -> None:
     """Run the model's recurrences on dnax's Triton kernels (GPU; nothing to build, unlike mamba_ssm's and xlstm's
     CUDA extensions): the selective scan of Mamba/Caduceus (`ssm_cfg["scan_backend"] = "triton"`) and the sLSTM

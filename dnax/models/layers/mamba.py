@@ -18,6 +18,7 @@ Forward: on CPU (and wherever mamba_ssm's compiled kernels are missing) in_proj 
 x_proj / dt_proj -> `dnax.models.layers.selective_scan.selective_scan` (the reference's `selective_scan_ref`
 semantics) gated by SiLU(z) -> out_proj. On CUDA with `use_fast_path` and mamba_ssm + causal_conv1d importable,
 the reference's fused `mamba_inner_fn`; on CUDA with only mamba_ssm, its `selective_scan_fn` kernel.
+`scan_backend="triton"` runs dnax's Triton scan (`kernels.selective_scan`) instead, on CUDA without any build.
 `scan_fn` replaces the scan (on any device; no fused path then) by any function with `selective_scan_ref`'s
 signature (e.g. that one, to time what the reference runs on CPU: `benchmarks.train_step` reference rows).
 `mamba2_mixer` builds mamba_ssm's Mamba2 (CUDA only).
