@@ -46,6 +46,23 @@ def test_triton_scan_equals_pytorch_scan(shape):
         assert err <= bound, f"{name}: max |triton - fp64| {err:.3g} > {bound:.3g} (scale {scale:.3g})"
 
 
+def test_last_state_and_its_gradient():
+    inputs = _inputs((2, 24, 11, 16, 1))
+    dlast = torch.randn(2, 24, 16, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    results = []
+    for dtype, triton in ((torch.float64, False), (torch.float32, True)):
+        leaves = {k: v.to(DEVICE, dtype).detach().requires_grad_() for k, v in inputs.items()}
+        out, last = selective_scan(**leaves, delta_softplus=True, return_last_state=True, chunk_size=4,
+                                   triton=triton)
+        (last * dlast.to(DEVICE, dtype)).sum().backward()
+        results.append({"last": last.detach(), **{k: v.grad for k, v in leaves.items()}})
+    for name, ref in results[0].items():
+        if name in ("D", "z"):  # the last state does not depend on the skip or the gate
+            assert ref is None and results[1][name] is None
+            continue
+        torch.testing.assert_close(results[1][name].double(), ref, atol=1e-5, rtol=1e-4, msg=name)
+
+
 def _module_grads(module, x, dy):
     y = module(x)
     y.backward(dy)
