@@ -110,6 +110,9 @@ def triton_kernels(cfg: fdl.Buildable) -> None:
     backbone = cfg.model.backbone
     params = inspect.signature(backbone.__fn_or_cls__).parameters
     if "ssm_cfg" in params:
+        if (backbone.ssm_cfg or {}).get("layer") == "Mamba2":
+            raise FiddlerError("triton_kernels: the Mamba2 mixer has no dnax Triton kernel (on CUDA it uses "
+                               "mamba_ssm's where that imports)")
         backbone.ssm_cfg = {**(backbone.ssm_cfg or {}), "scan_backend": "triton"}
     elif "s_backend" in params:
         backbone.s_backend = "triton"

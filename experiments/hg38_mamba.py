@@ -52,3 +52,12 @@ def hg38_mamba_32k() -> fdl.Partial:
     """Causal Mamba at 32k context with the same 2^20 tokens per step (32 windows) (Bio-xLSTM Fig. 3, long-context
     CLM)."""
     return at_32k(hg38_mamba())
+
+
+@experiment
+def hg38_mamba2() -> fdl.Partial:
+    """`hg38_mamba` with the Mamba2 mixer (mamba_ssm's Mamba2 defaults: d_state 128, head dim 64, chunk 256; an
+    option beside the paper's Mamba rows, not one of them). Runs on CPU through dnax's chunked SSD scan."""
+    cfg = hg38_mamba()
+    cfg.model.backbone.ssm_cfg = dict(layer="Mamba2", d_state=128, d_conv=4, expand=2, headdim=64, chunk_size=256)
+    return cfg

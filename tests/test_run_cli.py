@@ -119,7 +119,9 @@ def test_triton_kernels_fiddler_switches_the_recurrence_backend(experiment, fiel
     assert backends == {value}
 
 
-def test_triton_kernels_fiddler_refuses_backbones_without_kernels(capsys):
-    assert cli.main(["experiments.hg38_transformer_pp", "triton_kernels", "--dry-run"]) == 2
+@pytest.mark.parametrize("experiment, message", [("experiments.hg38_transformer_pp", "has no Triton kernel"),
+                                                 ("experiments.hg38_mamba.hg38_mamba2", "Mamba2 mixer has no")])
+def test_triton_kernels_fiddler_refuses_backbones_without_kernels(experiment, message, capsys):
+    assert cli.main([experiment, "triton_kernels", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "has no Triton kernel" in err
+    assert len(err.splitlines()) == 1 and message in err

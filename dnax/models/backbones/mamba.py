@@ -33,7 +33,7 @@ def make_norm(d_model: int, rms_norm: bool, eps: float) -> nn.Module:
 
 
 def make_mixer(d_model: int, ssm_cfg: dict[str, Any] | None, layer_idx: int) -> nn.Module:
-    """A Mamba (v1) mixer from a reference `ssm_cfg`; `ssm_cfg["layer"] == "Mamba2"` gives mamba_ssm's Mamba2."""
+    """A Mamba (v1) mixer from a reference `ssm_cfg`; `ssm_cfg["layer"] == "Mamba2"` gives a Mamba2 mixer."""
     cfg = dict(ssm_cfg or {})
     layer = cfg.pop("layer", "Mamba1")
     if layer == "Mamba2":

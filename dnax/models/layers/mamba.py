@@ -21,7 +21,7 @@ the reference's fused `mamba_inner_fn`; on CUDA with only mamba_ssm, its `select
 `scan_backend="triton"` runs dnax's Triton scan (`kernels.selective_scan`) instead, on CUDA without any build.
 `scan_fn` replaces the scan (on any device; no fused path then) by any function with `selective_scan_ref`'s
 signature (e.g. that one, to time what the reference runs on CPU: `benchmarks.train_step` reference rows).
-`mamba2_mixer` builds mamba_ssm's Mamba2 (CUDA only).
+`mamba2_mixer` builds a Mamba2 mixer (`dnax.models.layers.mamba2`).
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dnax.models.layers.common import _DepthwiseConvFn
+from dnax.models.layers.mamba2 import Mamba2
 from dnax.models.layers.selective_scan import selective_scan
 
 
@@ -205,14 +206,7 @@ def ssm_both_directions(fwd: Mamba, rev: Mamba, xz: torch.Tensor) -> torch.Tenso
 
 
 def mamba2_mixer(d_model: int, layer_idx: int | None = None, **kwargs) -> nn.Module:
-    """mamba_ssm's `Mamba2(d_model, layer_idx=..., **kwargs)`; needs CUDA and mamba_ssm's compiled kernels."""
-    if not torch.cuda.is_available():
-        raise RuntimeError("Mamba2 needs CUDA and mamba_ssm's Triton/CUDA kernels; it does not run on CPU "
-                           "(use the Mamba (v1) mixer there)")
-    try:
-        from mamba_ssm.modules.mamba2 import Mamba2
-    except ImportError as e:
-        raise RuntimeError(f"Mamba2 needs mamba_ssm with its compiled kernels ({e})") from None
+    """A Mamba2 mixer (`dnax.models.layers.mamba2.Mamba2`: mamba_ssm's parameters and init; runs on any device)."""
     return Mamba2(d_model, layer_idx=layer_idx, **kwargs)
 
 
@@ -241,7 +235,8 @@ def mamba_lm_init_(root: nn.Module, n_layer: int, initializer_range: float = 0.0
 def reset_module_parameters_(root: nn.Module) -> None:
     """Call `reset_parameters()` on every submodule of `root` that has one, a Mamba mixer as a whole (its own
     reset keeps the dt/A/D init that resetting its Linear children separately would undo)."""
-    inside = {id(c) for m in root.modules() if isinstance(m, Mamba) for c in m.modules() if c is not m}
+    mixers = (Mamba, Mamba2)
+    inside = {id(c) for m in root.modules() if isinstance(m, mixers) for c in m.modules() if c is not m}
     for m in root.modules():
         if m is not root and id(m) not in inside and hasattr(m, "reset_parameters"):
             m.reset_parameters()
