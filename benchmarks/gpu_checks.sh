@@ -43,7 +43,7 @@ wanted tune && stage tune 100 $PY -m benchmarks.mlstm_bidirectional_tune
 wanted tests && stage tests 180 $PY -m pytest -q -p no:cacheprovider tests/kernels
 wanted backbones && stage backbones 200 $PY -m benchmarks.train_step --device cuda --dtype bf16 --batch 32 \
   --length 1024 --steps 3 --timeout 45 --no-reference --mode causal --mode flip_add --mode native_bidirectional \
-  --mode mamba --mode caduceus_ph --mode caduceus_ps --mode transformer_pp --mode hyena
+  --mode mamba --mode caduceus_ph --mode caduceus_ps --mode transformer_pp --mode hyena --mode mamba2
 # Mamba and Caduceus with the Triton selective scan (the rows above use the PyTorch scan where mamba_ssm's CUDA
 # extension is missing, as on the lent GPU image)
 wanted backbones && stage scan_rows 150 $PY -m benchmarks.train_step --device cuda --dtype bf16 --batch 32 \

@@ -43,6 +43,7 @@ MODES = {
 #: the other backbones at their paper configuration, built from the experiment that trains them
 EXPERIMENT_BACKBONES = {
     "mamba": "experiments.hg38_mamba.hg38_mamba",
+    "mamba2": "experiments.hg38_mamba.hg38_mamba2",
     "caduceus_ph": "experiments.hg38_caduceus.hg38_caduceus_ph",
     "caduceus_ps": "experiments.hg38_caduceus.hg38_caduceus_ps",
     "transformer_pp": "experiments.hg38_transformer_pp.hg38_transformer_pp",
