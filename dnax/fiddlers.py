@@ -106,7 +106,8 @@ def nan_guard(cfg: fdl.Buildable, action: str = "stop") -> None:
 def triton_kernels(cfg: fdl.Buildable) -> None:
     """Run the model's recurrences on dnax's Triton kernels (GPU; nothing to build, unlike mamba_ssm's and xlstm's
     CUDA extensions): the selective scan of Mamba/Caduceus (`ssm_cfg["scan_backend"] = "triton"`) and the sLSTM
-    recurrence of xLSTM (`s_backend = "triton"`). On CPU they run only under TRITON_INTERPRET=1."""
+    recurrence of xLSTM (`s_backend = "triton"`). On CPU tensors those layers run their PyTorch loops (Triton's
+    interpreter, TRITON_INTERPRET=1, runs the kernels there, slowly)."""
     backbone = cfg.model.backbone
     params = inspect.signature(backbone.__fn_or_cls__).parameters
     if "ssm_cfg" in params:

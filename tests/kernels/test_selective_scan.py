@@ -98,8 +98,17 @@ def test_errors():
                      *(torch.zeros(2, 1, 1, 1, 512) for _ in range(2)), 64)
 
 
-def test_triton_scan_needs_cuda_or_the_interpreter(monkeypatch):
+def test_triton_scan_needs_cuda_or_the_interpreter_and_triton_layers_run_pytorch_on_cpu(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     u = torch.randn(1, 4, 5)
     with pytest.raises(RuntimeError, match="needs CUDA tensors"):
         selective_scan(u, u, -torch.ones(4, 2), torch.ones(1, 2, 5), torch.ones(1, 2, 5), triton=True)
+    # a model trained with scan_backend "triton" still evaluates on CPU: the PyTorch scan, same result as "torch"
+    torch.manual_seed(0)
+    layer = BiMamba(16, d_state=4, scan_backend="triton")
+    x = torch.randn(1, 6, 16)
+    y = layer(x)
+    for m in layer.modules():
+        if isinstance(m, Mamba):
+            m.scan_backend = "torch"
+    assert torch.equal(y, layer(x))

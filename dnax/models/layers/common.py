@@ -13,12 +13,18 @@ Parameter names and shapes follow `xlstm.components.*`, so reference checkpoints
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 # ---------------------------------------------------------------- init helpers (xlstm.components.init)
+
+
+def triton_runs_on(x: torch.Tensor) -> bool:
+    """Whether Triton kernels can run on `x`: CUDA tensors, or any under Triton's interpreter (TRITON_INTERPRET=1)."""
+    return x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def small_init_(param: torch.Tensor, dim: int) -> torch.Tensor:

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dnax.models.layers.common import _DepthwiseConvFn
+from dnax.models.layers.common import _DepthwiseConvFn, triton_runs_on
 from dnax.models.layers.mamba2 import Mamba2
 from dnax.models.layers.selective_scan import selective_scan
 
@@ -174,8 +174,13 @@ class Mamba(nn.Module):
         else:
             if self.chunk_size is not None:
                 kw["chunk_size"] = self.chunk_size
-            y = selective_scan(*args, **kw, triton=self.scan_backend == "triton")
+            y = selective_scan(*args, **kw, triton=self.triton_scan(xz))
         return y.transpose(1, 2)
+
+    def triton_scan(self, x: torch.Tensor) -> bool:
+        """Whether this call runs dnax's Triton scan: scan_backend "triton" where Triton runs (on CPU tensors, the
+        PyTorch scan, so a model trained with it evaluates on CPU)."""
+        return self.scan_backend == "triton" and triton_runs_on(x)
 
     def cuda_scan_kernel(self, x: torch.Tensor) -> Callable | None:
         """mamba_ssm's `selective_scan_fn` where this call uses it (CUDA, scan_backend "auto", importable)."""
@@ -200,7 +205,7 @@ def ssm_both_directions(fwd: Mamba, rev: Mamba, xz: torch.Tensor) -> torch.Tenso
                        groups(pf[4], pr[4]), torch.cat([fwd.D.float(), rev.D.float()]), z=cat(pf[1], pr[1]),
                        delta_bias=torch.cat([fwd.dt_proj.bias.float(), rev.dt_proj.bias.float()]),
                        delta_softplus=True, **({"chunk_size": fwd.chunk_size} if fwd.chunk_size else {}),
-                       triton=fwd.scan_backend == "triton")
+                       triton=fwd.triton_scan(xz))
     y_fwd, y_rev = y.transpose(1, 2).chunk(2, dim=-1)
     return y_fwd + y_rev.flip(1)
 

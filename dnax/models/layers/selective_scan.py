@@ -24,11 +24,11 @@ The output has u's dtype; last_state is in the compute dtype (as the reference's
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
+
+from dnax.models.layers.common import triton_runs_on
 
 __all__ = ["selective_scan"]
 
@@ -268,7 +268,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         if Bv is None or Cv is None or cdt != torch.float32:
             raise ValueError("the Triton selective scan takes variable B and C ((B, G, N, L)) and fp32/bf16/fp16 "
                              "inputs")
-        if not u.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        if not triton_runs_on(u):
             raise RuntimeError("the Triton selective scan needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
         from kernels.selective_scan import scan_backward, scan_forward  # triton is imported only when used
 

@@ -21,14 +21,14 @@ Backends: `vanilla` is a pure-PyTorch recurrence (one custom autograd Function o
 input projections precomputed and a hand-written backward), `triton` the same Function with its two time loops as
 Triton kernels (`kernels.slstm_recurrence`: nothing to build; fp32; CUDA, or CPU under `TRITON_INTERPRET=1`),
 `cuda` is the xlstm package's CUDA kernel (JIT-built, bfloat16 by default like the reference), `auto` picks `cuda`
-for CUDA inputs when the kernel builds, else `vanilla` (`triton` is opt-in until it has been measured on a GPU).
+for CUDA inputs when the kernel builds, else `vanilla` (`triton` is opt-in until it has been measured on a GPU; a
+`triton` layer given CPU tensors runs the PyTorch loops, so a model trained that way evaluates on CPU).
 `slstm_recurrence_ref` is the reference's per-step formulation, kept for tests.
 """
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import warnings
 from typing import Literal
 
@@ -38,7 +38,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from dnax.models.layers.common import (CausalConv1d, LinearHeadwiseExpand, MultiHeadLayerNorm,
-                                       ScaledSinusoidalEmbedding, small_init_, wang_init_)
+                                       ScaledSinusoidalEmbedding, small_init_, triton_runs_on, wang_init_)
 
 Backend = Literal["auto", "vanilla", "triton", "cuda"]
 BiasInit = Literal["powerlaw_blockdependent", "small_init", "standard", "zeros"]
@@ -236,8 +236,8 @@ def slstm_recurrence(wx: torch.Tensor, r: torch.Tensor, triton: bool = False) ->
     in PyTorch, or with `triton=True` as the Triton kernels of `kernels.slstm_recurrence` (CUDA tensors, or CPU under
     `TRITON_INTERPRET=1`)."""
     if triton:
-        if not wx.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-            raise RuntimeError("sLSTM backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
+        if not triton_runs_on(wx):
+            raise RuntimeError("the Triton sLSTM recurrence needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
         from kernels.slstm_recurrence import backward_loop, forward_loop  # triton is imported only when used
 
         loops = (forward_loop, backward_loop)
@@ -339,7 +339,8 @@ class SLSTMCell(nn.Module):
             y = states[0, 1:].view(S, B, NH, DH).permute(1, 2, 0, 3)
             return y if torch.is_autocast_enabled() else y.to(wx.dtype)
         wxb = (wx.permute(1, 2, 0, 3, 4) + self._bias_.view(NH, 1, 4, DH)).reshape(S, NH, B, 4 * DH)
-        return slstm_recurrence(wxb, self._recurrent_kernel_, self.backend == "triton").permute(2, 1, 0, 3)
+        triton = self.backend == "triton" and triton_runs_on(wx)  # on CPU, where Triton does not run: PyTorch
+        return slstm_recurrence(wxb, self._recurrent_kernel_, triton).permute(2, 1, 0, 3)
 
     def extra_repr(self) -> str:
         return f"hidden_size={self.hidden_size}, num_heads={self.num_heads}, backend={self.backend!r}"
