@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
+from benchmarks.machine import median_seconds
 from dnax.atomic import atomic_write_text
 
 RESULTS = Path(__file__).parent / "results"
@@ -41,13 +41,7 @@ def measure(device: str, batch: int, length: int, reps: int) -> dict:
 
     step()
     sync()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t0)
-    ms = sorted(times)[len(times) // 2] * 1e3
+    ms = median_seconds(step, reps, sync) * 1e3
     return dict(device=torch.cuda.get_device_name() if device == "cuda" else device, batch=batch, length=length,
                 reps=reps, ms=round(ms, 3), tokens_per_s_cap=round(batch * length / (ms * 1e-3)),
                 torch=torch.__version__, threads=torch.get_num_threads())

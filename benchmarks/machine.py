@@ -22,6 +22,17 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def median_seconds(step: Callable[[], Any], reps: int, sync: Callable[[], Any] = lambda: None) -> float:
+    """Median wall time of `reps` calls of `step`, each followed by `sync` (e.g. torch.cuda.synchronize)."""
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
 def host() -> dict[str, Any]:
     """CPU model, core count, Python and the 1-minute load average when the benchmark starts."""
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "loadavg_start": round(os.getloadavg()[0], 2),

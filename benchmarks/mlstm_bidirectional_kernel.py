@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.machine import median_seconds
 from benchmarks.plots import two_panels
 from dnax.atomic import atomic_write_text
 
@@ -68,15 +69,9 @@ def measure(impl: str, S: int, B: int, NH: int, DH: int, dtype: str, reps: int) 
         fn(q, k, v, i, f).backward(dh)  # warm-up / compile
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            fn(q, k, v, i, f).backward(dh)
-            torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
+        ms = median_seconds(lambda: fn(q, k, v, i, f).backward(dh), reps, torch.cuda.synchronize) * 1e3
     except torch.OutOfMemoryError:
         return dict(row, error="out of memory")
-    ms = sorted(times)[len(times) // 2] * 1e3
     flops = 3.5 * 4 * S * S * DH * B * NH
     return dict(row, fwd_bwd_ms=round(ms, 3), peak_mem_gib=round(torch.cuda.max_memory_allocated() / 2**30, 3),
                 tflops=round(flops / (ms * 1e-3) / 1e12, 2), reps=reps)

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.machine import cpu_model
+from benchmarks.machine import cpu_model, median_seconds
 from dnax.atomic import atomic_write_text
 
 MODEL = dict(d_model=128, n_layer=4, m_num_heads=4, m_proj_factor=2.0, m_qkv_proj_blocksize=4)
@@ -232,13 +232,7 @@ def measure(mode: str, reference: bool, device: str, dtype: str, batch: int, len
     sync()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t0)
-    median = sorted(times)[len(times) // 2]
+    median = median_seconds(step, steps, sync)
     peak = (torch.cuda.max_memory_allocated() / 2**30 if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
     return dict(mode=mode, implementation=_implementation(reference, compile, m_backend, s_backend, scan_backend),
