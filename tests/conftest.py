@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.local_http import http_server  # noqa: F401 (fixture)
+
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
