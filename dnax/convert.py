@@ -9,15 +9,24 @@ A reference run folder, as released (e.g. `checkpoints/context_1k/<run_name>/`):
 or a Hugging Face Caduceus directory (`config.json` with `model_type: caduceus` + `model.safetensors`, the tied
 copies dropped; they are re-tied).
 
+A released run can also be named, e.g. `context_1k/dna_xlstm_500k_mlm_ph` (the names the reference's fine-tuning
+scripts use; `KNOWN_RELEASES`): it is downloaded once from the reference's download page (`RELEASE_URL`, or
+`$DNAX_REFERENCE_URL` for a mirror) into `<dnax cache>/reference_checkpoints/<name>/` and verified on every later
+use (`dnax.download`: resumable, size-checked, sha256 recorded). That the page serves `<name>/model_config.json`
+and `<name>/checkpoints/test/loss.ckpt`, the layout its README asks users to recreate, is assumed, not checked
+(no network where dnax is developed); where it does not, the error names the URL and where to place the files.
+
 Python:
 
     from dnax.convert import load_reference
     model = load_reference("checkpoints/context_1k/<run_name>")      # or the .ckpt path itself
     model = load_reference("<hf_dir>")  # an HF Caduceus directory: config.json + model.safetensors (= load_hf)
+    model = load_reference("context_1k/dna_xlstm_500k_mlm_ph")          # a released run, downloaded once
 
 CLI:
 
-    python -m dnax.convert load RUN_DIR --out DIR    # reference run -> dnax format (dnax.pretrained)
+    python -m dnax.convert load RUN_DIR --out DIR    # reference run (or released name) -> dnax format
+    python -m dnax.convert download NAME [--dir DIR] # fetch a released run (default: into the dnax cache)
     python -m dnax.convert check CASE_DIR            # one conformance case (shared/conformance/<case>)
 
 Exit codes: 0 ok; 1 `check` above tolerance; 2 bad input (missing files, not a checkpoint, weights that do not fit
@@ -26,8 +35,12 @@ the model); 3 model family not implemented in dnax.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
+import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +48,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dnax.data.sources import cache_root
+from dnax.download import DownloadError, fetch
 from dnax.pretrained import save_pretrained
 
 PREFIX = "model.backbone."  # xLSTM
@@ -42,6 +57,13 @@ PREFIXES = {"xlstm": PREFIX, "caduceus": "model.", "llama": PREFIX}  # stripped 
 HF_CONFIG, HF_WEIGHTS = "config.json", "model.safetensors"
 CKPT_IN_RUN = Path("checkpoints") / "test" / "loss.ckpt"
 DEFAULT_TOLERANCE = 1e-5
+#: the DNA-xLSTM README's download page for its pretrained runs
+RELEASE_URL = "https://ml.jku.at/research/Bio-xLSTM/downloads/DNA-xLSTM/checkpoints"
+RELEASE_NAME = re.compile(r"context_\d+k/[A-Za-z0-9][A-Za-z0-9_.-]*")
+#: released runs named by the reference's scripts_downstream/run_{genomics,nucleotide}.sh (any other
+#: `context_<n>k/<run>` name is fetched the same way)
+KNOWN_RELEASES = ("context_1k/dna_xlstm_500k_mlm_ph", "context_1k/dna_xlstm_500k_mlm_ps",
+                  "context_1k/dna_xlstm_2m_mlm_ph", "context_1k/dna_xlstm_2m_mlm_ps")
 
 
 class ConversionError(ValueError):
@@ -67,6 +89,41 @@ class WeightMismatchError(ConversionError):
 
 # ---------------------------------------------------------------------------------------------- locating files
 
+def is_release_name(source: str | Path) -> bool:
+    """True for a released run's name (`context_1k/<run>`) that is not a local path."""
+    return not Path(source).exists() and RELEASE_NAME.fullmatch(str(source)) is not None
+
+
+@contextmanager
+def _exclusive(lock_file: Path):
+    """Hold an exclusive lock on `lock_file` (processes of one launch download a release once, not concurrently)."""
+    with open(lock_file, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def download_release(name: str, directory: str | Path | None = None, *, base_url: str | None = None,
+                     progress: bool = True) -> Path:
+    """Fetch the released reference run `name` (e.g. `context_1k/dna_xlstm_500k_mlm_ph`) into `<directory>/<name>/`
+    (default directory: `<dnax cache>/reference_checkpoints`) as `model_config.json` + `checkpoints/test/loss.ckpt`
+    from `<base_url>/<name>/` (default `$DNAX_REFERENCE_URL`, else `RELEASE_URL`); files already there are
+    verified against their recorded sha256 instead. Returns the run folder. `DownloadError` (one line) when
+    offline or the server lacks a file, `ConversionError` for a malformed name."""
+    if RELEASE_NAME.fullmatch(name) is None:
+        raise ConversionError(f"{name!r}: not a released run name (expected context_<n>k/<run>, e.g. "
+                              f"{KNOWN_RELEASES[0]})")
+    base = (base_url or os.environ.get("DNAX_REFERENCE_URL") or RELEASE_URL).rstrip("/")
+    run = Path(directory if directory is not None else cache_root() / "reference_checkpoints") / name
+    run.mkdir(parents=True, exist_ok=True)
+    with _exclusive(run / ".download.lock"):
+        for file in ("model_config.json", CKPT_IN_RUN.as_posix()):
+            fetch(f"{base}/{name}/{file}", run / file, progress=progress)
+    return run
+
+
 def _is_hf_dir(p: Path) -> bool:
     return p.is_dir() and (p / HF_CONFIG).is_file() and (p / HF_WEIGHTS).is_file() and not (p / CKPT_IN_RUN).exists()
 
@@ -87,13 +144,26 @@ def _resolve(run_dir_or_ckpt: str | Path, model_config: dict | str | Path | None
             raise ConversionError(f"{cfg_path}: model_config.json not found (pass model_config=...)")
         model_config = cfg_path
     if isinstance(model_config, (str, Path)):
-        try:
-            model_config = json.loads(Path(model_config).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConversionError(f"{model_config}: cannot read model config ({e})") from None
+        model_config = _read_json(Path(model_config))
     if not isinstance(model_config, dict):
         raise ConversionError(f"model config must be a JSON object, got {type(model_config).__name__}")
     return ckpt, model_config
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConversionError(f"{path}: cannot read model config ({e})") from None
+
+
+def reference_config(source: str | Path) -> tuple[Path, dict[str, Any]]:
+    """(local path, model config dict) of a reference source as `load_reference` takes it: a run folder, its `.ckpt`,
+    a Hugging Face Caduceus folder, or a released run's name (downloaded first). Reads no weights."""
+    path = download_release(str(source)) if is_release_name(source) else Path(source)
+    if _is_hf_dir(path):
+        return path, _read_json(path / HF_CONFIG)
+    return path, _resolve(path, None)[1]
 
 
 # ---------------------------------------------------------------------------------------------- building
@@ -167,8 +237,8 @@ def load_reference(run_dir_or_ckpt: str | Path, model_config: dict | str | Path 
                    **overrides: Any) -> nn.Module:
     """Build the dnax backbone for a reference run and load its weights; returns it in eval mode, fp32.
 
-    `run_dir_or_ckpt`: the run folder (`model_config.json` + `checkpoints/test/loss.ckpt`), the `.ckpt` file, or
-    a Hugging Face Caduceus directory (see `load_hf`).
+    `run_dir_or_ckpt`: the run folder (`model_config.json` + `checkpoints/test/loss.ckpt`), the `.ckpt` file, a
+    Hugging Face Caduceus directory (see `load_hf`), or a released run's name (`download_release`).
     `model_config`: the config dict or a path to it (default: the run's `model_config.json`).
     `overrides`: constructor kwargs that replace config entries (e.g. `m_backend="auto"`).
 
@@ -176,6 +246,8 @@ def load_reference(run_dir_or_ckpt: str | Path, model_config: dict | str | Path 
     unexpected or mis-shaped (keys are the checkpoint's without `model.backbone.` for xLSTM, without `model.` for
     Caduceus; others count as unexpected). Tied parameters (Caduceus) must be present under every name.
     """
+    if is_release_name(run_dir_or_ckpt):
+        run_dir_or_ckpt = download_release(str(run_dir_or_ckpt))
     if model_config is None and _is_hf_dir(Path(run_dir_or_ckpt)):
         return load_hf(run_dir_or_ckpt, **overrides)
     ckpt, config = _resolve(run_dir_or_ckpt, model_config)
@@ -200,10 +272,7 @@ def load_hf(directory: str | Path, **overrides: Any) -> nn.Module:
     for p in (d / HF_CONFIG, d / HF_WEIGHTS):
         if not p.is_file():
             raise ConversionError(f"{p}: not found (expected a Hugging Face directory)")
-    try:
-        config = json.loads((d / HF_CONFIG).read_text())
-    except json.JSONDecodeError as e:
-        raise ConversionError(f"{d / HF_CONFIG}: not JSON ({e})") from None
+    config = _read_json(d / HF_CONFIG)
     if reference_family(config) != "caduceus":
         raise ConversionError(f"{d / HF_CONFIG}: model_type {config.get('model_type')!r} is not caduceus")
     model = build_from_reference_config(config, **overrides)
@@ -259,12 +328,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dnax.convert", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p_load = sub.add_parser("load", help="convert a reference run folder to dnax format")
-    p_load.add_argument("run_dir")
+    p_load.add_argument("run_dir", help="run folder, .ckpt, HF Caduceus folder or released name")
     p_load.add_argument("--out", required=True, help="output directory (model.safetensors + config.json)")
     p_check = sub.add_parser("check", help="run one conformance case")
     p_check.add_argument("case_dir")
+    p_get = sub.add_parser("download", help="fetch a released reference run (" + ", ".join(KNOWN_RELEASES) + ", ...)")
+    p_get.add_argument("name")
+    p_get.add_argument("--dir", default=None, help="default: <dnax cache>/reference_checkpoints")
+    p_get.add_argument("--base-url", default=None, help=f"default: $DNAX_REFERENCE_URL, else {RELEASE_URL}")
+    p_get.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     try:
+        if args.cmd == "download":
+            run = download_release(args.name, args.dir, base_url=args.base_url, progress=not args.no_progress)
+            print(f"ok {run}")
+            return 0
         if args.cmd == "load":
             model = load_reference(args.run_dir)
             out = save_pretrained(model, args.out)
@@ -279,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     except NotImplementedError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
-    except (ConversionError, OSError) as e:
+    except (ConversionError, DownloadError, OSError) as e:
         print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
 

@@ -9,7 +9,7 @@ split drawn with the cell's seed, and the test split is scored once with the bes
 (`dnax.finetune.SelectBestAndTest`). Post-hoc RC conjoining (PH) by default, as the reference xLSTM runs.
 
 Fiddlers (command line: `python -m dnax.run experiments.genomic_benchmarks.human_nontata_promoters seed(3) lr(1e-3)`):
-`seed(n)`, `lr(x)`, `cnn`, `frozen`, `from_run(path)`, `sample`, `tiny`.
+`seed(n)`, `lr(x)`, `cnn`, `frozen`, `from_run(path)`, `from_reference(source)`, `sample`, `tiny`.
 """
 from __future__ import annotations
 
@@ -160,6 +160,23 @@ def from_run(cfg: fdl.Buildable, path: str) -> None:
     backbone.max_length = cfg.model.backbone.max_length
     cfg.model.backbone = backbone
     cfg.model.pretrained = str(run)
+
+
+def from_reference(cfg: fdl.Buildable, source: str) -> None:
+    """Start from a reference (DNA-xLSTM / Caduceus / Transformer++) run: its folder, its `.ckpt`, a Hugging Face
+    Caduceus folder, or a released run's name such as `context_1k/dna_xlstm_500k_mlm_ph` (downloaded once,
+    `dnax.convert.download_release`). The backbone as that run configured it, its weights; an RCPS run fine-tunes
+    in PS mode (the reference's `conjoin_train` decoder), any other keeps the experiment's mode (PH)."""
+    from dnax.convert import build_from_reference_config, reference_config
+
+    path, config = reference_config(source)
+    model = build_from_reference_config(config)  # random init: only its class and constructor arguments are kept
+    backbone = fdl.Config(type(model), **model.init_kwargs)
+    backbone.max_length = cfg.model.backbone.max_length
+    cfg.model.backbone = backbone
+    cfg.model.pretrained = str(path)
+    if getattr(model, "rcps", False):
+        cfg.model.rc_mode = "ps"
 
 
 def sample(cfg: fdl.Buildable) -> None:

@@ -23,7 +23,8 @@ from dnax import fiddlers as _fiddlers
 from dnax.data.downstream import TaskSpec, custom_task
 from experiments.common import experiment
 from experiments.downstream import LR_SWEEP, _loaders, _selectors, finetune
-from experiments.downstream import cnn, frozen, from_run, lr, sample, seed, tiny  # noqa: F401  fiddlers for dnax.run
+from experiments.downstream import (  # noqa: F401  fiddlers for dnax.run
+    cnn, frozen, from_reference, from_run, lr, sample, seed, tiny)
 from experiments.hg38_xlstm import mlstm_backbone
 
 SWEEP = {"seeds": (1, 2, 3), "lrs": LR_SWEEP}

@@ -202,3 +202,52 @@ def test_save_refuses_a_module_without_recorded_kwargs(tmp_path):
     with pytest.raises(ValueError, match="init_kwargs"):
         save_pretrained(torch.nn.Linear(2, 2), tmp_path / "m")
     assert not (tmp_path / "m").exists()
+
+
+# ---------------------------------------------------------------------------------------------- released runs
+
+RELEASE = "context_1k/dna_xlstm_test_mlm_ph"
+
+
+def _serve_case(server, case: str, name: str = RELEASE) -> None:
+    for file in ("model_config.json", CKPT.as_posix()):
+        server.files[f"/{name}/{file}"] = (CONFORMANCE / case / file).read_bytes()
+
+
+def test_released_name_is_downloaded_once_then_verified_and_loaded(http_server, in_tmp, monkeypatch):
+    monkeypatch.setenv("DNAX_REFERENCE_URL", http_server.base)
+    monkeypatch.setenv("DNAX_CACHE", str(in_tmp / "cache"))
+    _serve_case(http_server, "xlstm_mlstm_flip_add")
+    model = load_reference(RELEASE)
+    expected = load_reference(CONFORMANCE / "xlstm_mlstm_flip_add")
+    ids = torch.from_numpy(np.load(CONFORMANCE / "xlstm_mlstm_flip_add" / "input_ids.npy")).long()
+    torch.testing.assert_close(model(ids), expected(ids), rtol=0, atol=0)
+    run = in_tmp / "cache" / "reference_checkpoints" / RELEASE
+    assert (run / CKPT).is_file() and (run / (CKPT.as_posix() + ".sha256")).is_file()
+    n = len(http_server.log)
+    load_reference(RELEASE)  # cached: re-hashed against the recorded sha256, no request
+    assert len(http_server.log) == n
+    ckpt = bytearray((run / CKPT).read_bytes())
+    ckpt[-100] ^= 1
+    (run / CKPT).write_bytes(bytes(ckpt))  # corrupted in the cache
+    with pytest.raises(ValueError, match="corrupted"):
+        load_reference(RELEASE)
+
+
+def test_download_cli_into_a_folder_and_its_errors(http_server, in_tmp, capsys, monkeypatch):
+    _serve_case(http_server, "caduceus_ps", "context_32k/caduceus_ps_run")
+    assert main(["download", "context_32k/caduceus_ps_run", "--dir", "checkpoints", "--base-url", http_server.base,
+                 "--no-progress"]) == 0
+    assert capsys.readouterr().out.strip() == f"ok {Path('checkpoints') / 'context_32k' / 'caduceus_ps_run'}"
+    assert type(load_reference("checkpoints/context_32k/caduceus_ps_run")).__name__ == "CaduceusLM"
+    # the server lacks the run / nothing listens / a malformed name: one line each, exit 2
+    assert main(["download", "context_1k/absent", "--base-url", http_server.base, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "HTTP 404" in err and "context_1k/absent/model_config.json" in err
+    monkeypatch.setenv("DNAX_REFERENCE_URL", "http://127.0.0.1:9")  # the discard port: refused
+    assert main(["load", RELEASE, "--out", "out"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("error: cannot reach http://127.0.0.1:9/" + RELEASE)
+    assert "place it at" in err and not Path("out").exists()
+    assert main(["download", "dna_xlstm_500k_mlm_ph"]) == 2
+    assert "not a released run name" in capsys.readouterr().err

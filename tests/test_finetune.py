@@ -130,6 +130,29 @@ def test_from_run_fiddler_takes_the_pretraining_backbone_and_weights(tmp_path):
     assert all(torch.equal(model.backbone.state_dict()[k], v) for k, v in backbone.state_dict().items())
 
 
+@pytest.mark.parametrize("case, rc_mode", [("xlstm_mlstm_flip_add", "ph"), ("caduceus_ps", "ps")])
+def test_from_reference_fiddler_fine_tunes_a_reference_run(case, rc_mode, in_tmp):
+    """A reference run (here a conformance case, laid out as released) becomes the backbone with its weights; the
+    saved config replays; RCPS runs switch to PS. Two training batches run end to end."""
+    from dnax.convert import load_reference
+    from experiments import genomic_benchmarks
+    from tests.models.conformance import CONFORMANCE
+
+    cfg = genomic_benchmarks.human_nontata_promoters()
+    cli.mutate(cfg, ["tiny", f"from_reference({str(CONFORMANCE / case)!r})", "trainer.run_name='ft'"],
+               genomic_benchmarks)
+    assert cfg.model.rc_mode == rc_mode and cfg.model.backbone.max_length == 101
+    restored = serialization.load_json(serialization.dump_json(cfg))
+    assert sorted(cli.flatten(restored)) == sorted(cli.flatten(cfg))
+    model = fdl.build(restored.model)
+    reference = load_reference(CONFORMANCE / case).state_dict()
+    assert model.backbone.state_dict().keys() == reference.keys()
+    assert all(torch.equal(model.backbone.state_dict()[k], v) for k, v in reference.items())
+    trainer = cli.run(cfg)
+    assert int(trainer.state.timestamp.batch) == 2
+    assert json.loads((in_tmp / "runs" / "ft" / RESULTS).read_text())["test"]["MCC"] is not None
+
+
 def test_an_interrupted_fine_tuning_run_resumes_with_its_selection_state(in_tmp):
     from experiments import genomic_benchmarks
 
