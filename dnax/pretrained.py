@@ -99,6 +99,17 @@ def _import(path: str) -> type:
     return obj
 
 
+def is_pretrained_dir(path: str | os.PathLike) -> bool:
+    """True where `path` holds a `save_pretrained` directory (a Hugging Face folder has the same two file names)."""
+    cfg_path = Path(path) / CONFIG
+    if not (cfg_path.is_file() and (Path(path) / WEIGHTS).is_file()):
+        return False
+    try:
+        return json.loads(cfg_path.read_text()).get("format") == FORMAT
+    except (json.JSONDecodeError, AttributeError):
+        return False
+
+
 def from_pretrained(directory: str | os.PathLike, map_location: str | torch.device = "cpu",
                     **overrides: Any) -> nn.Module:
     """Rebuild the backbone saved by `save_pretrained` (kwargs from config.json, `overrides` replace some, e.g.

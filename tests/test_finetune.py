@@ -130,7 +130,8 @@ def test_from_run_fiddler_takes_the_pretraining_backbone_and_weights(tmp_path):
     assert all(torch.equal(model.backbone.state_dict()[k], v) for k, v in backbone.state_dict().items())
 
 
-@pytest.mark.parametrize("case, rc_mode", [("xlstm_mlstm_flip_add", "ph"), ("caduceus_ps", "ps")])
+@pytest.mark.parametrize("case, rc_mode", [("xlstm_mlstm_flip_add", "ph"), ("caduceus_ps", "ps"),
+                                           ("caduceus_ps/hf", "ps")])
 def test_from_reference_fiddler_fine_tunes_a_reference_run(case, rc_mode, in_tmp):
     """A reference run (here a conformance case, laid out as released) becomes the backbone with its weights; the
     saved config replays; RCPS runs switch to PS. Two training batches run end to end."""

@@ -181,12 +181,15 @@ def backbone_state_dict(source: str | os.PathLike) -> tuple[dict[str, torch.Tens
     - a dnax pretraining run directory, its `checkpoints/` folder or a Composer checkpoint `.pt` (the
       `DnaLM` weights `state.model` with keys `backbone.*`);
     - a `dnax.pretrained` directory (`config.json` + `model.safetensors`);
-    - a reference run folder (`model_config.json` + `checkpoints/test/loss.ckpt`) or its `.ckpt` file.
+    - a reference run folder (`model_config.json` + `checkpoints/test/loss.ckpt`) or its `.ckpt` file, or a
+      Hugging Face Caduceus folder (`config.json` + `model.safetensors`).
     """
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"pretrained backbone {str(path)!r}: no such file or directory")
-    if path.is_dir() and (path / "model.safetensors").is_file() and (path / "config.json").is_file():
+    from dnax.pretrained import is_pretrained_dir
+
+    if is_pretrained_dir(path):
         from dnax.pretrained import from_pretrained
 
         model = from_pretrained(path)  # rebuilds tied / shared tensors that the file stores once
@@ -202,7 +205,8 @@ def backbone_state_dict(source: str | os.PathLike) -> tuple[dict[str, torch.Tens
         if not sd:
             raise ValueError(f"{ckpt}: the checkpoint's model has no `backbone.*` weights")
         return sd, None, f"Composer checkpoint {ckpt}"
-    if (path.is_dir() and (path / "model_config.json").is_file()) or path.suffix == ".ckpt":
+    if path.is_dir() and any((path / f).is_file() for f in ("model_config.json", "model.safetensors")) \
+            or path.suffix == ".ckpt":  # a reference run folder / checkpoint, or a Hugging Face Caduceus folder
         from dnax.convert import load_reference
 
         model = load_reference(path)
