@@ -1,4 +1,4 @@
-"""Load reference (DNA-xLSTM / Caduceus) released runs into dnax backbones, and run conformance cases.
+"""Load reference (DNA-xLSTM, Caduceus, HyenaDNA) runs and releases into dnax backbones, and run conformance cases.
 
 A reference run folder, as released (e.g. `checkpoints/context_1k/<run_name>/`):
 
@@ -6,8 +6,12 @@ A reference run folder, as released (e.g. `checkpoints/context_1k/<run_name>/`):
     <run>/checkpoints/test/loss.ckpt   Lightning checkpoint, weights under `model.backbone.` (xLSTM) or
                                        `model.` (Caduceus: `model.caduceus.backbone.*`, `model.lm_head.*`)
 
-or a Hugging Face Caduceus directory (`config.json` with `model_type: caduceus` + `model.safetensors`, the tied
-copies dropped; they are re-tied).
+(`checkpoints/last.ckpt` where there is no `test/loss.ckpt`). Families (`FAMILIES`): xLSTM, Caduceus, Transformer++
+(`models.llama.TransformerConfig`), Mamba (mamba_ssm `MambaConfig`, the caduceus `configs/model/mamba.yaml` layout)
+and HyenaDNA (the hydra `model:` dict with `layer._name_: hyena`). Also a Hugging Face Caduceus directory
+(`config.json` with `model_type: caduceus` + `model.safetensors`, the tied copies dropped; they are re-tied) and a
+HyenaDNA release directory (LongSafari/hyenadna-*: `config.json` + `weights.ckpt`). Hub repositories of either kind
+are sources too, as `hf://owner/name` (fetched once into the dnax cache with `huggingface_hub`).
 
 A released run can also be named, e.g. `context_1k/dna_xlstm_500k_mlm_ph` (the names the reference's fine-tuning
 scripts use; `KNOWN_RELEASES`): it is downloaded once from the reference's download page (`RELEASE_URL`, or
@@ -22,11 +26,13 @@ Python:
     model = load_reference("checkpoints/context_1k/<run_name>")      # or the .ckpt path itself
     model = load_reference("<hf_dir>")  # an HF Caduceus directory: config.json + model.safetensors (= load_hf)
     model = load_reference("context_1k/dna_xlstm_500k_mlm_ph")          # a released run, downloaded once
+    model = load_reference("hf://LongSafari/hyenadna-tiny-1k-seqlen")   # a hub release, downloaded once
 
 CLI:
 
     python -m dnax.convert load RUN_DIR --out DIR    # reference run (or released name) -> dnax format
     python -m dnax.convert download NAME [--dir DIR] # fetch a released run (default: into the dnax cache)
+    python -m dnax.convert download hf://OWNER/NAME  # a Caduceus / HyenaDNA release from the Hugging Face hub
     python -m dnax.convert check CASE_DIR            # one conformance case (shared/conformance/<case>)
 
 Exit codes: 0 ok; 1 `check` above tolerance; 2 bad input (missing files, not a checkpoint, weights that do not fit
@@ -39,6 +45,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,9 +60,22 @@ from dnax.download import DownloadError, fetch
 from dnax.pretrained import save_pretrained
 
 PREFIX = "model.backbone."  # xLSTM
-PREFIXES = {"xlstm": PREFIX, "caduceus": "model.", "llama": PREFIX}  # stripped from the Lightning keys, per family
+#: reference model family -> (dnax backbone, its name in messages, the prefix stripped from the Lightning keys;
+#: HyenaDNA's keys go through `hyena.reference_state_dict`)
+FAMILIES = {
+    "xlstm": ("dnax.models.backbones.xlstm:XLSTMLM", "xLSTM", PREFIX),
+    "caduceus": ("dnax.models.backbones.caduceus:CaduceusLM", "Caduceus", "model."),
+    "llama": ("dnax.models.backbones.transformer_pp:TransformerPPLM", "Transformer++ (llama)", PREFIX),
+    "mamba": ("dnax.models.backbones.mamba:MambaLM", "Mamba", "model."),
+    "hyena": ("dnax.models.backbones.hyena:HyenaLM", "HyenaDNA", "model."),
+}
 HF_CONFIG, HF_WEIGHTS = "config.json", "model.safetensors"
+HF_PREFIX = "hf://"  # a Hugging Face hub repository as a source: hf://owner/name
 CKPT_IN_RUN = Path("checkpoints") / "test" / "loss.ckpt"
+#: (checkpoint, model config) inside a run folder, tried in order: the released DNA-xLSTM layout, a run's last
+#: checkpoint (the reference scripts' `checkpoints/last.ckpt`), a HyenaDNA release (LongSafari/hyenadna-*)
+RUN_LAYOUTS = ((CKPT_IN_RUN, "model_config.json"), (Path("checkpoints") / "last.ckpt", "model_config.json"),
+               (Path("weights.ckpt"), HF_CONFIG))
 DEFAULT_TOLERANCE = 1e-5
 #: the DNA-xLSTM README's download page for its pretrained runs
 RELEASE_URL = "https://ml.jku.at/research/Bio-xLSTM/downloads/DNA-xLSTM/checkpoints"
@@ -118,27 +138,81 @@ def download_release(name: str, directory: str | Path | None = None, *, base_url
     base = (base_url or os.environ.get("DNAX_REFERENCE_URL") or RELEASE_URL).rstrip("/")
     run = Path(directory if directory is not None else cache_root() / "reference_checkpoints") / name
     run.mkdir(parents=True, exist_ok=True)
-    with _exclusive(run / ".download.lock"):
-        for file in ("model_config.json", CKPT_IN_RUN.as_posix()):
-            fetch(f"{base}/{name}/{file}", run / file, progress=progress)
+    lock = run / ".download.lock"
+    try:
+        with _exclusive(lock):
+            for file in ("model_config.json", CKPT_IN_RUN.as_posix()):
+                fetch(f"{base}/{name}/{file}", run / file, progress=progress)
+    except DownloadError:
+        if not any(f.is_file() and f != lock for f in run.rglob("*")):  # nothing fetched (a .part resumes)
+            shutil.rmtree(run, ignore_errors=True)
+        raise
     return run
+
+
+def download_hf(repo: str) -> Path:
+    """A Caduceus or HyenaDNA release on the Hugging Face hub (`owner/name`, e.g.
+    `kuleshov-group/caduceus-ps_seqlen-131k_d_model-256_n_layer-16`, `LongSafari/hyenadna-tiny-1k-seqlen`) -> its
+    local folder: `config.json` and the weights that config calls for (`model.safetensors`, or HyenaDNA's
+    `weights.ckpt`), fetched once with `huggingface_hub` into `<dnax cache>/huggingface` (etag-checked; with
+    `HF_HUB_OFFLINE=1` from that cache only). `DownloadError` (one line) when neither the cache nor the hub has it."""
+    from huggingface_hub import hf_hub_download
+
+    cache = str(cache_root() / "huggingface")
+    try:
+        config_path = Path(hf_hub_download(repo, HF_CONFIG, cache_dir=cache))
+        weights = "weights.ckpt" if reference_family(_read_json(config_path)) == "hyena" else HF_WEIGHTS
+        weights_path = Path(hf_hub_download(repo, weights, cache_dir=cache))
+    except ConversionError:
+        raise
+    except Exception as e:  # noqa: BLE001 - network, offline mode, missing repo or file: many exception types
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise DownloadError(f"{HF_PREFIX}{repo}: cannot fetch from the Hugging Face hub ({type(e).__name__}: "
+                            f"{first}); download it elsewhere (huggingface-cli download {repo} --local-dir DIR) "
+                            "and pass DIR") from None
+    if weights_path.parent != config_path.parent:
+        raise DownloadError(f"{HF_PREFIX}{repo}: {HF_CONFIG} and {weights} came from different revisions")
+    return config_path.parent
+
+
+def local_source(source: str | Path) -> Path:
+    """The local path of a reference source: `hf://owner/name` and released run names (`context_1k/<run>`) are
+    downloaded (`download_hf`, `download_release`); anything else is taken as a path."""
+    text = str(source)
+    if text.startswith(HF_PREFIX):
+        return download_hf(text[len(HF_PREFIX):])
+    return download_release(text) if is_release_name(text) else Path(source)
 
 
 def _is_hf_dir(p: Path) -> bool:
     return p.is_dir() and (p / HF_CONFIG).is_file() and (p / HF_WEIGHTS).is_file() and not (p / CKPT_IN_RUN).exists()
 
 
+def is_reference_source(path: str | Path) -> bool:
+    """True where `path` is a local reference source for `load_reference`: a `.ckpt` file, a run folder (its
+    `model_config.json`; `load_reference` names a missing checkpoint), a HyenaDNA release folder or a Hugging Face
+    Caduceus folder."""
+    p = Path(path)
+    return (p.is_file() and p.suffix == ".ckpt") or _is_hf_dir(p) or (p / "model_config.json").is_file() or (
+        p.is_dir() and any((p / c).is_file() and (p / m).is_file() for c, m in RUN_LAYOUTS))
+
+
 def _resolve(run_dir_or_ckpt: str | Path, model_config: dict | str | Path | None) -> tuple[Path, dict]:
     p = Path(run_dir_or_ckpt)
     if p.is_dir():
-        ckpt, cfg_path = p / CKPT_IN_RUN, p / "model_config.json"
+        found = next(((p / c, p / m) for c, m in RUN_LAYOUTS if (p / c).is_file()), None)
+        if found is None:
+            raise ConversionError(f"{p / CKPT_IN_RUN}: checkpoint not found (expected <run>/"
+                                  + ", ".join(c.as_posix() for c, _ in RUN_LAYOUTS[:-1])
+                                  + f" or a HyenaDNA release's {RUN_LAYOUTS[-1][0]} beside {RUN_LAYOUTS[-1][1]})")
+        ckpt, cfg_path = found
     elif p.is_file():
-        # <run>/checkpoints/test/loss.ckpt -> <run>/model_config.json
-        ckpt, cfg_path = p, p.parent.parent.parent / "model_config.json"
+        # <run>/checkpoints/test/loss.ckpt or <run>/checkpoints/last.ckpt -> <run>/model_config.json;
+        # <release>/weights.ckpt -> <release>/config.json
+        near = [d / "model_config.json" for d in p.parents[:3]] + [p.parent / HF_CONFIG]
+        ckpt, cfg_path = p, next((c for c in near if c.is_file()), p.parent.parent.parent / "model_config.json")
     else:
         raise ConversionError(f"{p}: no such run directory or checkpoint file")
-    if not ckpt.is_file():
-        raise ConversionError(f"{ckpt}: checkpoint not found (expected <run>/{CKPT_IN_RUN.as_posix()})")
     if model_config is None:
         if not cfg_path.is_file():
             raise ConversionError(f"{cfg_path}: model_config.json not found (pass model_config=...)")
@@ -158,9 +232,9 @@ def _read_json(path: Path) -> Any:
 
 
 def reference_config(source: str | Path) -> tuple[Path, dict[str, Any]]:
-    """(local path, model config dict) of a reference source as `load_reference` takes it: a run folder, its `.ckpt`,
-    a Hugging Face Caduceus folder, or a released run's name (downloaded first). Reads no weights."""
-    path = download_release(str(source)) if is_release_name(source) else Path(source)
+    """(local path, model config dict) of a reference source as `load_reference` takes it (downloaded first where it
+    is a released run's name or `hf://owner/name`). Reads no weights."""
+    path = local_source(source)
     if _is_hf_dir(path):
         return path, _read_json(path / HF_CONFIG)
     return path, _resolve(path, None)[1]
@@ -169,40 +243,35 @@ def reference_config(source: str | Path) -> tuple[Path, dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------- building
 
 def reference_family(model_config: dict[str, Any]) -> str:
-    """"xlstm", "caduceus" or "llama" (Transformer++, `models.llama.TransformerConfig`) from a reference config's
-    `_target_` (or an HF config's `model_type`)."""
+    """The `FAMILIES` key of a reference config: from its `_target_` (DNA-xLSTM / Caduceus runs: `xLSTMConfig`,
+    `CaduceusConfig`, `models.llama.TransformerConfig`, mamba_ssm's `MambaConfig`), an HF config's `model_type`,
+    or, for HyenaDNA (no `_target_`), its `layer._name_: hyena`."""
     inner = model_config.get("config", model_config)
     target = str(inner.get("_target_", "") or inner.get("model_type", ""))
-    for family in ("xlstm", "caduceus", "llama"):
+    for family in FAMILIES:
         if family in target.lower():
             return family
-    raise ConversionError(f"unknown reference model _target_ {target!r} (expected an xLSTMConfig, "
-                          "CaduceusConfig or llama TransformerConfig)")
+    layer = inner.get("layer")
+    if not target and isinstance(layer, dict) and str(layer.get("_name_", "")).lower() == "hyena":
+        return "hyena"
+    raise ConversionError(f"unknown reference model _target_ {target!r} (expected an xLSTMConfig, CaduceusConfig, "
+                          "llama TransformerConfig, MambaConfig, or a HyenaDNA config with layer._name_ hyena)")
 
 
 def build_from_reference_config(model_config: dict[str, Any], **overrides: Any) -> nn.Module:
     """A dnax backbone (random init, constructor kwargs recorded for `save_pretrained`) for a reference config."""
+    import importlib
+
     family = reference_family(model_config)
-    if family == "xlstm":
-        from dnax.models.backbones.xlstm import XLSTMLM
-
-        try:
-            return XLSTMLM.from_reference_config(model_config, **overrides)
-        except TypeError as e:  # unknown config key
-            raise ConversionError(f"xLSTM config not understood: {e}") from None
-    if family == "llama":
-        from dnax.models.backbones.transformer_pp import TransformerPPLM
-
-        try:
-            return TransformerPPLM.from_reference_config(model_config, **overrides)
-        except TypeError as e:
-            raise ConversionError(f"Transformer++ (llama) config not understood: {e}") from None
-    from dnax.models.backbones.caduceus import CaduceusLM
-
+    where, name, _ = FAMILIES[family]
+    module, cls = where.split(":")
+    backbone = getattr(importlib.import_module(module), cls)
+    if family == "hyena":  # its config is the flat hydra `model:` dict
+        model_config = model_config.get("config", model_config)
     try:
-        return CaduceusLM.from_reference_config(model_config, **overrides)
-    except TypeError as e:
-        raise ConversionError(f"Caduceus config not understood: {e}") from None
+        return backbone.from_reference_config(model_config, **overrides)
+    except TypeError as e:  # unknown config key
+        raise ConversionError(f"{name} config not understood: {e}") from None
 
 
 def _read_state_dict(ckpt: Path) -> dict[str, torch.Tensor]:
@@ -238,7 +307,8 @@ def load_reference(run_dir_or_ckpt: str | Path, model_config: dict | str | Path 
     """Build the dnax backbone for a reference run and load its weights; returns it in eval mode, fp32.
 
     `run_dir_or_ckpt`: the run folder (`model_config.json` + `checkpoints/test/loss.ckpt`), the `.ckpt` file, a
-    Hugging Face Caduceus directory (see `load_hf`), or a released run's name (`download_release`).
+    Hugging Face Caduceus directory (see `load_hf`), a HyenaDNA release folder, a released run's name
+    (`download_release`) or a hub repository `hf://owner/name` (`download_hf`).
     `model_config`: the config dict or a path to it (default: the run's `model_config.json`).
     `overrides`: constructor kwargs that replace config entries (e.g. `m_backend="auto"`).
 
@@ -246,15 +316,20 @@ def load_reference(run_dir_or_ckpt: str | Path, model_config: dict | str | Path 
     unexpected or mis-shaped (keys are the checkpoint's without `model.backbone.` for xLSTM, without `model.` for
     Caduceus; others count as unexpected). Tied parameters (Caduceus) must be present under every name.
     """
-    if is_release_name(run_dir_or_ckpt):
-        run_dir_or_ckpt = download_release(str(run_dir_or_ckpt))
+    run_dir_or_ckpt = local_source(run_dir_or_ckpt)
     if model_config is None and _is_hf_dir(Path(run_dir_or_ckpt)):
         return load_hf(run_dir_or_ckpt, **overrides)
     ckpt, config = _resolve(run_dir_or_ckpt, model_config)
     model = build_from_reference_config(config, **overrides)
-    prefix = PREFIXES[reference_family(config)]
+    family = reference_family(config)
     sd = _read_state_dict(ckpt)
-    sd = {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in sd.items()}
+    if family == "hyena":  # `model.` stripped, and the `.layer` that checkpoint_mixer / _mlp wrappers insert
+        from dnax.models.backbones.hyena import reference_state_dict
+
+        sd = reference_state_dict(sd)
+    else:
+        prefix = FAMILIES[family][2]
+        sd = {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in sd.items()}
     load_weights_checked(model, sd, source=str(ckpt))
     return model.float().eval()
 
@@ -332,15 +407,19 @@ def main(argv: list[str] | None = None) -> int:
     p_load.add_argument("--out", required=True, help="output directory (model.safetensors + config.json)")
     p_check = sub.add_parser("check", help="run one conformance case")
     p_check.add_argument("case_dir")
-    p_get = sub.add_parser("download", help="fetch a released reference run (" + ", ".join(KNOWN_RELEASES) + ", ...)")
+    p_get = sub.add_parser("download", help="fetch a released reference run (" + ", ".join(KNOWN_RELEASES)
+                           + ", ...) or a hub repository hf://owner/name")
     p_get.add_argument("name")
-    p_get.add_argument("--dir", default=None, help="default: <dnax cache>/reference_checkpoints")
+    p_get.add_argument("--dir", default=None, help="default: <dnax cache>/reference_checkpoints (hub: the hub cache)")
     p_get.add_argument("--base-url", default=None, help=f"default: $DNAX_REFERENCE_URL, else {RELEASE_URL}")
     p_get.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "download":
-            run = download_release(args.name, args.dir, base_url=args.base_url, progress=not args.no_progress)
+            if args.name.startswith(HF_PREFIX):
+                run = download_hf(args.name[len(HF_PREFIX):])
+            else:
+                run = download_release(args.name, args.dir, base_url=args.base_url, progress=not args.no_progress)
             print(f"ok {run}")
             return 0
         if args.cmd == "load":

@@ -27,6 +27,7 @@ from dnax.callbacks import RunReport
 from dnax.data.downstream import TaskSpec, custom_task, task_dataloader
 from dnax.finetune import SelectBestAndTest
 from dnax.models.backbones.cnn import GenomicBenchmarksCNN
+from dnax.models.backbones.hyena import HyenaLM
 from dnax.models.classifier import SequenceClassifier
 from dnax.train import train
 from experiments.common import RUN_DIR, experiment
@@ -147,6 +148,15 @@ def frozen(cfg: fdl.Buildable) -> None:
     cfg.model.freeze_backbone = True
 
 
+def _at_task_length(backbone: fdl.Config, length: int) -> None:
+    """Set a pretrained backbone's `max_length` to the task's, except HyenaDNA's where it already covers the task:
+    its positional features are buffers sized by the pretraining length (`l_max`), saved with its weights, and it
+    runs any shorter length on their prefix."""
+    if backbone.__fn_or_cls__ is HyenaLM and backbone.max_length >= length:
+        return
+    backbone.max_length = length
+
+
 def from_run(cfg: fdl.Buildable, path: str) -> None:
     """Start from a dnax pretraining run (its directory): the backbone as that run configured it (its
     `config.json`), the weights of its latest checkpoint."""
@@ -157,22 +167,23 @@ def from_run(cfg: fdl.Buildable, path: str) -> None:
     if not config_file.is_file():
         raise FileNotFoundError(f"{config_file}: not a dnax run directory (no config.json)")
     backbone = serialization.load_json(config_file.read_text()).model.backbone
-    backbone.max_length = cfg.model.backbone.max_length
+    _at_task_length(backbone, cfg.model.backbone.max_length)
     cfg.model.backbone = backbone
     cfg.model.pretrained = str(run)
 
 
 def from_reference(cfg: fdl.Buildable, source: str) -> None:
-    """Start from a reference (DNA-xLSTM / Caduceus / Transformer++) run: its folder, its `.ckpt`, a Hugging Face
-    Caduceus folder, or a released run's name such as `context_1k/dna_xlstm_500k_mlm_ph` (downloaded once,
-    `dnax.convert.download_release`). The backbone as that run configured it, its weights; an RCPS run fine-tunes
-    in PS mode (the reference's `conjoin_train` decoder), any other keeps the experiment's mode (PH)."""
+    """Start from a reference model (`dnax.convert.load_reference` sources): a DNA-xLSTM / Caduceus / Mamba /
+    Transformer++ run folder or `.ckpt`, a Hugging Face Caduceus or HyenaDNA release folder, a released run's name
+    such as `context_1k/dna_xlstm_500k_mlm_ph`, or `hf://owner/name` (downloaded once). The backbone as that model
+    was configured, its weights; an RCPS model fine-tunes in PS mode (the reference's `conjoin_train` decoder), any
+    other keeps the experiment's mode (PH)."""
     from dnax.convert import build_from_reference_config, reference_config
 
     path, config = reference_config(source)
     model = build_from_reference_config(config)  # random init: only its class and constructor arguments are kept
     backbone = fdl.Config(type(model), **model.init_kwargs)
-    backbone.max_length = cfg.model.backbone.max_length
+    _at_task_length(backbone, cfg.model.backbone.max_length)
     cfg.model.backbone = backbone
     cfg.model.pretrained = str(path)
     if getattr(model, "rcps", False):

@@ -245,9 +245,60 @@ def test_download_cli_into_a_folder_and_its_errors(http_server, in_tmp, capsys, 
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "HTTP 404" in err and "context_1k/absent/model_config.json" in err
     monkeypatch.setenv("DNAX_REFERENCE_URL", "http://127.0.0.1:9")  # the discard port: refused
+    monkeypatch.setenv("DNAX_CACHE", str(in_tmp / "cache"))
     assert main(["load", RELEASE, "--out", "out"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith("error: cannot reach http://127.0.0.1:9/" + RELEASE)
     assert "place it at" in err and not Path("out").exists()
+    assert not (in_tmp / "cache" / "reference_checkpoints" / RELEASE).exists()  # nothing half-made
     assert main(["download", "dna_xlstm_500k_mlm_ph"]) == 2
     assert "not a released run name" in capsys.readouterr().err
+
+
+def test_hub_repository_sources_fetch_config_then_the_weights_it_needs(in_tmp, monkeypatch, capsys):
+    """`hf://owner/name` through huggingface_hub (patched here to serve local folders the way it lays out its cache:
+    one snapshot folder per revision): Caduceus (model.safetensors) and a HyenaDNA-layout release (weights.ckpt)."""
+    import huggingface_hub
+
+    from dnax.models.backbones.hyena import HyenaLM
+
+    hyena = in_tmp / "hub" / "LongSafari" / "hyenadna-test"
+    hyena.mkdir(parents=True)
+    config = {"d_model": 16, "n_layer": 1, "d_inner": 64, "vocab_size": 12,
+              "layer": {"_name_": "hyena", "emb_dim": 5, "filter_order": 8, "l_max": 34, "modulate": True}}
+    (hyena / "config.json").write_text(json.dumps(config))
+    torch.manual_seed(0)
+    source = HyenaLM.from_reference_config(config).eval()
+    torch.save({"state_dict": {f"model.{k}": v for k, v in source.state_dict().items()}}, hyena / "weights.ckpt")
+    shutil.copytree(CONFORMANCE / "caduceus_ps" / "hf", in_tmp / "hub" / "kuleshov-group" / "caduceus-test")
+    fetched = []
+
+    def fake_download(repo, filename, cache_dir=None, **kw):
+        src = in_tmp / "hub" / repo / filename
+        if not src.is_file():
+            raise huggingface_hub.errors.EntryNotFoundError(f"404 Client Error. Entry Not Found for url: {filename}")
+        dst = Path(cache_dir) / repo.replace("/", "--") / "snapshots" / "abc123" / filename
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, dst)
+        fetched.append((repo, filename))
+        return str(dst)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setenv("DNAX_CACHE", str(in_tmp / "cache"))
+    model = load_reference("hf://LongSafari/hyenadna-test")
+    ids = torch.randint(7, 12, (2, 32))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), source(ids), rtol=0, atol=0)
+    assert fetched == [("LongSafari/hyenadna-test", "config.json"), ("LongSafari/hyenadna-test", "weights.ckpt")]
+    expected = load_reference(CONFORMANCE / "caduceus_ps" / "hf")
+    caduceus = load_reference("hf://kuleshov-group/caduceus-test")
+    ids = torch.from_numpy(np.load(CONFORMANCE / "caduceus_ps" / "input_ids.npy")).long()
+    torch.testing.assert_close(caduceus(ids), expected(ids), rtol=0, atol=0)
+    assert fetched[-1] == ("kuleshov-group/caduceus-test", "model.safetensors")
+    assert main(["download", "hf://kuleshov-group/caduceus-test"]) == 0
+    assert capsys.readouterr().out.startswith("ok " + str(in_tmp / "cache" / "huggingface"))
+    # a repository the hub lacks (or offline without a cached copy): one line naming it and what to do, exit 2
+    assert main(["load", "hf://nobody/absent", "--out", "out"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("error: hf://nobody/absent: cannot fetch from the Hugging Face hub")
+    assert "EntryNotFoundError" in err and "huggingface-cli download nobody/absent --local-dir DIR" in err

@@ -154,6 +154,31 @@ def test_from_reference_fiddler_fine_tunes_a_reference_run(case, rc_mode, in_tmp
     assert json.loads((in_tmp / "runs" / "ft" / RESULTS).read_text())["test"]["MCC"] is not None
 
 
+def test_from_reference_takes_a_hyenadna_release_folder(tmp_path):
+    """LongSafari/hyenadna-* layout (config.json + weights.ckpt with `model.` keys): the fiddler builds HyenaLM with
+    the release's configuration and the classifier loads its weights."""
+    from dnax.models.backbones.hyena import HyenaLM
+    from experiments import genomic_benchmarks
+
+    config = {"d_model": 32, "n_layer": 1, "d_inner": 128, "vocab_size": 12, "embed_dropout": 0.1,
+              "layer": {"_name_": "hyena", "emb_dim": 5, "filter_order": 16, "l_max": 1026, "modulate": True}}
+    torch.manual_seed(0)
+    release = HyenaLM.from_reference_config(config)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    torch.save({"state_dict": {f"model.{k}": v for k, v in release.state_dict().items()}}, tmp_path / "weights.ckpt")
+    cfg = genomic_benchmarks.human_nontata_promoters()
+    cli.mutate(cfg, ["tiny", f"from_reference({str(tmp_path)!r})"], genomic_benchmarks)
+    assert cfg.model.backbone.__fn_or_cls__ is HyenaLM and cfg.model.rc_mode == "ph"
+    model = fdl.build(cfg.model)
+    # it keeps the pretraining length: the positional features (buffers sized by it) are part of its weights
+    assert model.backbone.max_length == 1024 and model.backbone.n_layer == 1
+    assert model.backbone.state_dict().keys() == release.state_dict().keys()
+    assert all(torch.equal(model.backbone.state_dict()[k], v) for k, v in release.state_dict().items())
+    ids = torch.randint(7, 11, (2, 101))
+    with torch.no_grad():  # and runs the task's length on their prefix
+        torch.testing.assert_close(model.backbone.eval().hidden_states(ids), release.eval().hidden_states(ids))
+
+
 def test_an_interrupted_fine_tuning_run_resumes_with_its_selection_state(in_tmp):
     from experiments import genomic_benchmarks
 

@@ -181,8 +181,7 @@ def backbone_state_dict(source: str | os.PathLike) -> tuple[dict[str, torch.Tens
     - a dnax pretraining run directory, its `checkpoints/` folder or a Composer checkpoint `.pt` (the
       `DnaLM` weights `state.model` with keys `backbone.*`);
     - a `dnax.pretrained` directory (`config.json` + `model.safetensors`);
-    - a reference run folder (`model_config.json` + `checkpoints/test/loss.ckpt`) or its `.ckpt` file, or a
-      Hugging Face Caduceus folder (`config.json` + `model.safetensors`).
+    - a reference run or release folder, a `.ckpt` file, or a Hugging Face Caduceus folder (see `dnax.convert`).
     """
     path = Path(source)
     if not path.exists():
@@ -205,10 +204,9 @@ def backbone_state_dict(source: str | os.PathLike) -> tuple[dict[str, torch.Tens
         if not sd:
             raise ValueError(f"{ckpt}: the checkpoint's model has no `backbone.*` weights")
         return sd, None, f"Composer checkpoint {ckpt}"
-    if path.is_dir() and any((path / f).is_file() for f in ("model_config.json", "model.safetensors")) \
-            or path.suffix == ".ckpt":  # a reference run folder / checkpoint, or a Hugging Face Caduceus folder
-        from dnax.convert import load_reference
+    from dnax.convert import is_reference_source, load_reference
 
+    if is_reference_source(path):
         model = load_reference(path)
         return model.state_dict(), getattr(model, "init_kwargs", None), f"reference run {path}"
     raise ValueError(f"pretrained backbone {str(path)!r}: not a dnax run / Composer checkpoint, dnax pretrained "

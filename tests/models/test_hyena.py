@@ -238,13 +238,17 @@ def test_reference_checkpoint_keys_load_including_checkpointed_wrappers():
         assert torch.equal(model(ids), other(ids))
 
 
+#: the config.json of LongSafari/hyenadna-tiny-1k-seqlen (with its checkpointing switches)
+RELEASED_TINY = {"d_model": 128, "n_layer": 2, "d_inner": 512, "vocab_size": 12, "resid_dropout": 0.0,
+                 "embed_dropout": 0.1, "fused_mlp": False, "fused_dropout_add_ln": True, "checkpoint_mixer": True,
+                 "checkpoint_mlp": True, "residual_in_fp32": True, "pad_vocab_size_multiple": 8,
+                 "return_hidden_state": True,
+                 "layer": {"_name_": "hyena", "emb_dim": 5, "filter_order": 64, "local_order": 3, "l_max": 1026,
+                           "modulate": True, "w": 10, "lr": 6e-4, "wd": 0.0, "lr_pos_emb": 0.0}}
+
+
 def test_from_reference_config_of_the_released_tiny_model():
-    released = {"d_model": 128, "n_layer": 2, "d_inner": 512, "vocab_size": 12, "resid_dropout": 0.0,
-                "embed_dropout": 0.1, "fused_mlp": False, "fused_dropout_add_ln": True, "checkpoint_mixer": True,
-                "checkpoint_mlp": True, "residual_in_fp32": True, "pad_vocab_size_multiple": 8,
-                "return_hidden_state": True,
-                "layer": {"_name_": "hyena", "emb_dim": 5, "filter_order": 64, "local_order": 3, "l_max": 1026,
-                          "modulate": True, "w": 10, "lr": 6e-4, "wd": 0.0, "lr_pos_emb": 0.0}}
+    released = RELEASED_TINY
     model = HyenaLM.from_reference_config(released)
     assert (model.l_max, model.max_length, model.vocab_size, model.gradient_checkpointing) == (1026, 1024, 16, True)
     assert model.state_dict()["backbone.layers.1.mixer.filter_fn.pos_emb.z"].shape == (1, 1026, 5)
@@ -255,6 +259,34 @@ def test_from_reference_config_of_the_released_tiny_model():
         HyenaLM.from_reference_config({**released, "layer": {**released["layer"], "typo": 1}})
     with pytest.raises(NotImplementedError, match="num_heads"):
         HyenaLM.from_reference_config({**released, "layer": {**released["layer"], "num_heads": 2}})
+
+
+def test_hyenadna_release_folder_loads_through_convert(tmp_path):
+    """A HyenaDNA release folder (LongSafari/hyenadna-*: config.json + weights.ckpt, a Lightning checkpoint with
+    `model.` keys and checkpoint_mixer / checkpoint_mlp wrappers) -> `dnax.convert.load_reference` -> the reference
+    oracle's logits."""
+    import json
+
+    from dnax.convert import load_reference
+
+    config = {**RELEASED_TINY, "d_model": 32, "d_inner": 128,  # smaller, same layout
+              "layer": {**RELEASED_TINY["layer"], "filter_order": 16, "l_max": 66}}
+    torch.manual_seed(0)
+    model = HyenaLM.from_reference_config(config)
+    reference = _reference_for(model)
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    keys = {k: "model." + k.replace(".mixer.", ".mixer.layer.").replace(".mlp.", ".mlp.layer.")
+            for k in reference.state_dict()}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    torch.save({"state_dict": {keys[k]: v for k, v in reference.state_dict().items()}}, tmp_path / "weights.ckpt")
+    loaded = load_reference(tmp_path)
+    assert type(loaded) is HyenaLM and loaded.max_length == 64
+    ids = _ids(L=64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids), reference(ids), rtol=1e-5, atol=1e-5)
+    assert type(load_reference(tmp_path / "weights.ckpt")) is HyenaLM  # the checkpoint file itself
 
 
 # ------------------------------------------------------------------------------------------- training paths

@@ -145,6 +145,31 @@ def test_lm_matches_reference_layout_init_and_logits(reference_cpu):
     torch.testing.assert_close(ours(ids), ref(ids).logits, **TOL)
 
 
+def test_reference_mamba_run_loads_through_convert(reference_cpu, tmp_path):
+    """A caduceus/DNA-xLSTM Mamba run (configs/model/mamba.yaml layout, Lightning keys `model.*`, the run's
+    `checkpoints/last.ckpt`) -> `dnax.convert.load_reference` -> the reference model's logits."""
+    import json
+
+    from dnax.convert import load_reference
+
+    cfg = dict(d_model=32, n_layer=2, ssm_cfg=dict(d_state=8), rms_norm=True, residual_in_fp32=False,
+               fused_add_norm=False)
+    ref = _reference_lm(5, **cfg).eval()
+    with torch.no_grad():
+        for q in ref.parameters():  # every parameter matters
+            q.add_(0.05 * torch.randn_like(q))
+    run = tmp_path / "mamba_run"
+    (run / "checkpoints").mkdir(parents=True)
+    config = {"config": {"_target_": "mamba_ssm.models.config_mamba.MambaConfig", "vocab_size": 12,
+                         "pad_vocab_size_multiple": 8, **cfg}, "initializer_cfg": {"initializer_range": 0.02}}
+    (run / "model_config.json").write_text(json.dumps(config))
+    torch.save({"state_dict": {f"model.{k}": v for k, v in ref.state_dict().items()}}, run / "checkpoints/last.ckpt")
+    ours = load_reference(run)
+    assert type(ours) is MambaLM
+    ids = torch.randint(0, 12, (2, 40))
+    torch.testing.assert_close(ours(ids), ref(ids).logits, **TOL)
+
+
 def test_lm_is_causal_and_trains():
     torch.manual_seed(0)
     lm = MambaLM(d_model=16, n_layer=2)
