@@ -1,12 +1,15 @@
-"""Train-step tokens/s and peak memory of the paper's xLSTM configurations vs context length, with a plot.
+"""Train-step tokens/s and peak memory vs context length, with a plot.
 
     python -m benchmarks.context_scaling                                   # CPU: 1k .. 32k, 32,768 tokens per step
+    python -m benchmarks.context_scaling --size backbones                  # the other backbones, same lengths
     python -m benchmarks.context_scaling --device cuda --dtype bf16 --tokens 131072 --lengths 1024 8192 32768
 
 Each point is `benchmarks.train_step` (forward, loss, backward, AdamW, clipping; its own process, so peak memory
-is its own) at batch = tokens // length, so every length trains the same number of tokens per step. Modes:
-causal, flip-and-add and native bidirectional mLSTM (the DNA-xLSTM 500k model by default; `--size 2m` for the
-2M one). Results: `benchmarks/results/context_scaling_<device>.{json,md,png}`; `--replot` redraws from the JSON.
+is its own) at batch = tokens // length, so every length trains the same number of tokens per step. Model sets:
+`500k` (default) and `2m`: causal, flip-and-add and native bidirectional mLSTM of the DNA-xLSTM 500k / 2M model;
+`backbones`: Mamba, Mamba2, Caduceus-PH/PS, Transformer++ and HyenaDNA as their hg38 experiments build them, at
+the context length of each point. Results: `benchmarks/results/context_scaling_<device>.{json,md,png}` (500k),
+`context_scaling_<size>_<device>.*` (other sets); `--replot` redraws from the JSON.
 """
 from __future__ import annotations
 
@@ -22,7 +25,10 @@ from dnax.atomic import atomic_write_text
 
 RESULTS = Path(__file__).parent / "results"
 MODES = {"500k": ["causal", "flip_add", "native_bidirectional"],
-         "2m": ["xlstm_2m_clm", "xlstm_2m_flip_add", "xlstm_2m_native"]}
+         "2m": ["xlstm_2m_clm", "xlstm_2m_flip_add", "xlstm_2m_native"],
+         "backbones": ["mamba", "mamba2", "caduceus_ph", "caduceus_ps", "transformer_pp", "hyena"]}
+TITLES = {"500k": "xLSTM train step vs context length, 500k model", "2m": "xLSTM train step vs context length, 2M model",
+          "backbones": "Train step vs context length, hg38 backbones"}
 
 
 def plot(rows: list[dict], title: str, out: Path) -> None:
@@ -43,7 +49,7 @@ def main(argv=None) -> None:
     p.add_argument("--timeout", type=float, default=900)
     p.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON only")
     args = p.parse_args(argv)
-    stem = RESULTS / f"context_scaling_{args.device}"
+    stem = RESULTS / ("context_scaling_" + ("" if args.size == "500k" else f"{args.size}_") + args.device)
     if args.replot:
         payload = json.loads(stem.with_suffix(".json").read_text())
         plot(payload["results"], payload["title"], stem.with_suffix(".png"))
@@ -58,12 +64,14 @@ def main(argv=None) -> None:
     import torch
 
     device = torch.cuda.get_device_name() if args.device == "cuda" else cpu_model()
-    title = (f"xLSTM train step vs context length, {args.size} model, {args.tokens:,} tokens/step, {args.dtype}, "
+    title = (f"{TITLES[args.size]}, {args.tokens:,} tokens/step, {args.dtype}, "
              f"{device}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")
-    lines = [title, "", "| length | mode | batch | tokens/s | peak memory (GiB) | load |", "|---:|---|---:|---:|---:|---:|"]
+    lines = [title, "", "| length | mode | parameters | batch | tokens/s | peak memory (GiB) | load |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         tps = f"{r['tokens_per_s']:,}" if not r.get("error") else f"error: {r['error'][:80]}"
-        lines.append(f"| {r['length']} | {r['mode']} | {r['batch']} | {tps} | {r['peak_mem_gib']} | "
+        params = f"{r['params']:,}" if "params" in r else ""
+        lines.append(f"| {r['length']} | {r['mode']} | {params} | {r['batch']} | {tps} | {r['peak_mem_gib']} | "
                      f"{r['load_avg_1min']} |")
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stem.with_suffix(".json"), json.dumps({"title": title, "results": rows}, indent=1) + "\n")

@@ -364,7 +364,8 @@ def main(argv=None) -> None:
     p.add_argument("--full-reference-shape", action="store_true",
                    help="Mamba/Caduceus reference rows at --batch x --length (minutes per step; no warm-up step) "
                         "instead of REFERENCE_SCAN_SHAPE")
-    p.add_argument("--warmup", type=int, default=1, help=argparse.SUPPRESS)  # child process: warm-up steps
+    p.add_argument("--warmup", type=int, default=1,
+                   help="untimed steps before the timed ones (0 for configurations that take minutes per step)")
     p.add_argument("--single", action="store_true", help=argparse.SUPPRESS)  # child process: one config
     p.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -387,7 +388,8 @@ def main(argv=None) -> None:
                              else (args.batch, args.length))
             rows.append(run_config(mode, reference, args.device, args.dtype, batch, length,
                                    1 if reference else args.steps, args.compile, args.m_backend, args.timeout,
-                                   warmup=0 if full else 1, s_backend=None if reference else args.s_backend,
+                                   warmup=0 if full else args.warmup,
+                                   s_backend=None if reference else args.s_backend,
                                    scan_backend=None if reference else args.scan_backend))
             print(json.dumps(rows[-1]), flush=True)
     stem = f"train_step_{args.device}_{args.length}" + ("_bf16" if args.dtype == "bf16" else "")
