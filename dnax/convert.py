@@ -41,18 +41,17 @@ the model); 3 model family not implemented in dnax.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import re
 import shutil
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock
 from torch import nn
 
 from dnax.data.sources import cache_root
@@ -114,17 +113,6 @@ def is_release_name(source: str | Path) -> bool:
     return not Path(source).exists() and RELEASE_NAME.fullmatch(str(source)) is not None
 
 
-@contextmanager
-def _exclusive(lock_file: Path):
-    """Hold an exclusive lock on `lock_file` (processes of one launch download a release once, not concurrently)."""
-    with open(lock_file, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def download_release(name: str, directory: str | Path | None = None, *, base_url: str | None = None,
                      progress: bool = True) -> Path:
     """Fetch the released reference run `name` (e.g. `context_1k/dna_xlstm_500k_mlm_ph`) into `<directory>/<name>/`
@@ -140,7 +128,7 @@ def download_release(name: str, directory: str | Path | None = None, *, base_url
     run.mkdir(parents=True, exist_ok=True)
     lock = run / ".download.lock"
     try:
-        with _exclusive(lock):
+        with FileLock(str(lock)):  # the processes of one launch download it once, not concurrently
             for file in ("model_config.json", CKPT_IN_RUN.as_posix()):
                 fetch(f"{base}/{name}/{file}", run / file, progress=progress)
     except DownloadError:
