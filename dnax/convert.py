@@ -124,7 +124,8 @@ def download_release(name: str, directory: str | Path | None = None, *, base_url
         raise ConversionError(f"{name!r}: not a released run name (expected context_<n>k/<run>, e.g. "
                               f"{KNOWN_RELEASES[0]})")
     base = (base_url or os.environ.get("DNAX_REFERENCE_URL") or RELEASE_URL).rstrip("/")
-    run = Path(directory if directory is not None else cache_root() / "reference_checkpoints") / name
+    root = Path(directory if directory is not None else cache_root() / "reference_checkpoints")
+    run = root / name
     run.mkdir(parents=True, exist_ok=True)
     lock = run / ".download.lock"
     try:
@@ -134,6 +135,11 @@ def download_release(name: str, directory: str | Path | None = None, *, base_url
     except DownloadError:
         if not any(f.is_file() and f != lock for f in run.rglob("*")):  # nothing fetched (a .part resumes)
             shutil.rmtree(run, ignore_errors=True)
+            for parent in run.relative_to(root).parents[:-1]:  # context_1k/ too, where now empty
+                try:
+                    (root / parent).rmdir()
+                except OSError:
+                    break
         raise
     return run
 

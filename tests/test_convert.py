@@ -250,7 +250,7 @@ def test_download_cli_into_a_folder_and_its_errors(http_server, in_tmp, capsys, 
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith("error: cannot reach http://127.0.0.1:9/" + RELEASE)
     assert "place it at" in err and not Path("out").exists()
-    assert not (in_tmp / "cache" / "reference_checkpoints" / RELEASE).exists()  # nothing half-made
+    assert not (in_tmp / "cache" / "reference_checkpoints" / "context_1k").exists()  # nothing half-made
     assert main(["download", "dna_xlstm_500k_mlm_ph"]) == 2
     assert "not a released run name" in capsys.readouterr().err
 
