@@ -179,7 +179,10 @@ def local_source(source: str | Path) -> Path:
 
 
 def _is_hf_dir(p: Path) -> bool:
-    return p.is_dir() and (p / HF_CONFIG).is_file() and (p / HF_WEIGHTS).is_file() and not (p / CKPT_IN_RUN).exists()
+    from dnax.pretrained import is_pretrained_dir  # the same two file names
+
+    return (p.is_dir() and (p / HF_CONFIG).is_file() and (p / HF_WEIGHTS).is_file()
+            and not (p / CKPT_IN_RUN).exists() and not is_pretrained_dir(p))
 
 
 def is_reference_source(path: str | Path) -> bool:
@@ -211,11 +214,12 @@ def _resolve(run_dir_or_ckpt: str | Path, model_config: dict | str | Path | None
         if not cfg_path.is_file():
             raise ConversionError(f"{cfg_path}: model_config.json not found (pass model_config=...)")
         model_config = cfg_path
+    where = str(model_config) if isinstance(model_config, (str, Path)) else "model_config"
     if isinstance(model_config, (str, Path)):
         model_config = _read_json(Path(model_config))
     if not isinstance(model_config, dict):
-        raise ConversionError(f"model config must be a JSON object, got {type(model_config).__name__}")
-    return ckpt, model_config
+        raise ConversionError(f"{where}: model config must be a JSON object, got {type(model_config).__name__}")
+    return ckpt, model_config, where
 
 
 def _read_json(path: Path) -> Any:
@@ -225,13 +229,16 @@ def _read_json(path: Path) -> Any:
         raise ConversionError(f"{path}: cannot read model config ({e})") from None
 
 
-def reference_config(source: str | Path) -> tuple[Path, dict[str, Any]]:
-    """(local path, model config dict) of a reference source as `load_reference` takes it (downloaded first where it
-    is a released run's name or `hf://owner/name`). Reads no weights."""
+def reference_backbone(source: str | Path) -> tuple[Path, type, dict[str, Any]]:
+    """(local path, dnax backbone class, its constructor arguments) of a reference source as `load_reference` takes
+    it (downloaded first where it is a released run's name or `hf://owner/name`), from its config: no weights read."""
     path = local_source(source)
     if _is_hf_dir(path):
-        return path, _read_json(path / HF_CONFIG)
-    return path, _resolve(path, None)[1]
+        config, where = _read_json(path / HF_CONFIG), str(path / HF_CONFIG)
+    else:
+        _, config, where = _resolve(path, None)
+    model = _build(config, where)  # random init: only its class and constructor arguments are kept
+    return path, type(model), model.init_kwargs
 
 
 # ---------------------------------------------------------------------------------------------- building
@@ -240,7 +247,9 @@ def reference_family(model_config: dict[str, Any]) -> str:
     """The `FAMILIES` key of a reference config: from its `_target_` (DNA-xLSTM / Caduceus runs: `xLSTMConfig`,
     `CaduceusConfig`, `models.llama.TransformerConfig`, mamba_ssm's `MambaConfig`), an HF config's `model_type`,
     or, for HyenaDNA (no `_target_`), its `layer._name_: hyena`."""
-    inner = model_config.get("config", model_config)
+    inner = model_config.get("config", model_config) if isinstance(model_config, dict) else model_config
+    if not isinstance(inner, dict):
+        raise ConversionError(f"model config must be a JSON object, got {type(inner).__name__}")
     target = str(inner.get("_target_", "") or inner.get("model_type", ""))
     for family in FAMILIES:
         if family in target.lower():
@@ -264,8 +273,16 @@ def build_from_reference_config(model_config: dict[str, Any], **overrides: Any) 
         model_config = model_config.get("config", model_config)
     try:
         return backbone.from_reference_config(model_config, **overrides)
-    except TypeError as e:  # unknown config key
+    except (TypeError, ValueError, AttributeError, KeyError) as e:  # unknown key, bad value (NotImplemented: exit 3)
         raise ConversionError(f"{name} config not understood: {e}") from None
+
+
+def _build(model_config: dict[str, Any], where: str, **overrides: Any) -> nn.Module:
+    """`build_from_reference_config`, its errors prefixed with where the config came from."""
+    try:
+        return build_from_reference_config(model_config, **overrides)
+    except ConversionError as e:
+        raise ConversionError(f"{where}: {e}") from None
 
 
 def _read_state_dict(ckpt: Path) -> dict[str, torch.Tensor]:
@@ -313,8 +330,8 @@ def load_reference(run_dir_or_ckpt: str | Path, model_config: dict | str | Path 
     run_dir_or_ckpt = local_source(run_dir_or_ckpt)
     if model_config is None and _is_hf_dir(Path(run_dir_or_ckpt)):
         return load_hf(run_dir_or_ckpt, **overrides)
-    ckpt, config = _resolve(run_dir_or_ckpt, model_config)
-    model = build_from_reference_config(config, **overrides)
+    ckpt, config, where = _resolve(run_dir_or_ckpt, model_config)
+    model = _build(config, where, **overrides)
     family = reference_family(config)
     sd = _read_state_dict(ckpt)
     if family == "hyena":  # `model.` stripped, and the `.layer` that checkpoint_mixer / _mlp wrappers insert
@@ -342,9 +359,11 @@ def load_hf(directory: str | Path, **overrides: Any) -> nn.Module:
         if not p.is_file():
             raise ConversionError(f"{p}: not found (expected a Hugging Face directory)")
     config = _read_json(d / HF_CONFIG)
-    if reference_family(config) != "caduceus":
+    if not isinstance(config, dict):
+        raise ConversionError(f"{d / HF_CONFIG}: model config must be a JSON object, got {type(config).__name__}")
+    if config.get("model_type") != "caduceus":
         raise ConversionError(f"{d / HF_CONFIG}: model_type {config.get('model_type')!r} is not caduceus")
-    model = build_from_reference_config(config, **overrides)
+    model = _build(config, str(d / HF_CONFIG), **overrides)
     try:
         sd = load_file(str(d / HF_WEIGHTS))
     except (SafetensorError, OSError) as e:

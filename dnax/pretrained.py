@@ -65,8 +65,14 @@ def _decode(v: Any) -> Any:
 # ---------------------------------------------------------------------------------------------- save / load
 
 def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
-    """Write `directory/model.safetensors` and `directory/config.json` atomically (replacing an existing one)."""
+    """Write `directory/model.safetensors` and `directory/config.json` atomically, replacing an earlier
+    `save_pretrained` directory there; anything else at `directory` (a file, a folder with other contents) is
+    refused with FileExistsError, never deleted."""
     directory = Path(directory)
+    if directory.exists() and not is_pretrained_dir(directory) and not (
+            directory.is_dir() and not any(directory.iterdir())):
+        raise FileExistsError(f"{directory}: exists and is not a dnax pretrained directory; not replacing it "
+                              "(choose another path, or remove it first)")
     cls = type(model)
     config = {"format": FORMAT, "version": VERSION, "class": f"{cls.__module__}.{cls.__qualname__}",
               "kwargs": {k: _encode(v, k) for k, v in init_kwargs(model).items()}}
@@ -77,6 +83,7 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the result should look like a plain mkdir
     try:
         save_model(model, str(tmp / WEIGHTS), metadata={"format": "pt"})
+        os.chmod(tmp / WEIGHTS, 0o666 & ~umask)  # as config.json
         (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         old = None
         if directory.exists():
@@ -114,6 +121,15 @@ def from_pretrained(directory: str | os.PathLike, map_location: str | torch.devi
                     **overrides: Any) -> nn.Module:
     """Rebuild the backbone saved by `save_pretrained` (kwargs from config.json, `overrides` replace some, e.g.
     `m_backend="auto"`) and load its weights strictly. Returns it in eval mode."""
+    cls, kwargs = pretrained_spec(directory)
+    kwargs.update(overrides)
+    model = cls(**kwargs)
+    load_model(model, str(Path(directory) / WEIGHTS), strict=True, device=str(map_location))  # raises on any mismatch
+    return model.eval()
+
+
+def pretrained_spec(directory: str | os.PathLike) -> tuple[type, dict[str, Any]]:
+    """The backbone class and constructor arguments a `save_pretrained` directory records (no weights read)."""
     directory = Path(directory)
     cfg_path, w_path = directory / CONFIG, directory / WEIGHTS
     for p in (cfg_path, w_path):
@@ -122,9 +138,4 @@ def from_pretrained(directory: str | os.PathLike, map_location: str | torch.devi
     config = json.loads(cfg_path.read_text())
     if config.get("format") != FORMAT:
         raise ValueError(f"{cfg_path}: not a dnax pretrained config (format {config.get('format')!r})")
-    cls = _import(config["class"])
-    kwargs = _decode(config["kwargs"])
-    kwargs.update(overrides)
-    model = cls(**kwargs)
-    load_model(model, str(w_path), strict=True, device=str(map_location))  # raises on any key mismatch
-    return model.eval()
+    return _import(config["class"]), _decode(config["kwargs"])

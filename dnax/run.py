@@ -321,15 +321,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_user_error(e: BaseException) -> bool:
-    """Errors whose message is written for users: data_tools.InputError, the loaders' missing-data errors and the
-    object store's (unreachable, refused, no such bucket; a shard that cannot be downloaded)."""
+    """Errors whose message is written for users: data_tools.InputError, the loaders' missing-data errors, the
+    object store's (unreachable, refused, no such bucket; a shard that cannot be downloaded), and a reference model
+    that cannot be fetched or does not fit (dnax.convert, dnax.download)."""
+    from dnax.convert import ConversionError
     from dnax.data.object_store import ObjectStoreError, ShardDownloadError
+    from dnax.download import DownloadError
 
     try:
         from data_tools import InputError
     except ImportError:
         InputError = ()  # noqa: N806
-    return (isinstance(e, (InputError, ObjectStoreError, ShardDownloadError))
+    return (isinstance(e, (InputError, ObjectStoreError, ShardDownloadError, ConversionError, DownloadError))
             or (isinstance(e, FileNotFoundError) and "data_tools" in str(e)))
 
 

@@ -175,18 +175,22 @@ def from_run(cfg: fdl.Buildable, path: str) -> None:
 def from_reference(cfg: fdl.Buildable, source: str) -> None:
     """Start from a reference model (`dnax.convert.load_reference` sources): a DNA-xLSTM / Caduceus / Mamba /
     Transformer++ run folder or `.ckpt`, a Hugging Face Caduceus or HyenaDNA release folder, a released run's name
-    such as `context_1k/dna_xlstm_500k_mlm_ph`, or `hf://owner/name` (downloaded once). The backbone as that model
-    was configured, its weights; an RCPS model fine-tunes in PS mode (the reference's `conjoin_train` decoder), any
-    other keeps the experiment's mode (PH)."""
-    from dnax.convert import build_from_reference_config, reference_config
+    such as `context_1k/dna_xlstm_500k_mlm_ph`, or `hf://owner/name` (downloaded once); or a `dnax.pretrained`
+    folder (what `python -m dnax.convert load` writes). The backbone as that model was configured, its weights; an
+    RCPS model fine-tunes in PS mode (the reference's `conjoin_train` decoder), any other keeps the experiment's
+    mode (PH)."""
+    from dnax.convert import reference_backbone
+    from dnax.pretrained import is_pretrained_dir, pretrained_spec
 
-    path, config = reference_config(source)
-    model = build_from_reference_config(config)  # random init: only its class and constructor arguments are kept
-    backbone = fdl.Config(type(model), **model.init_kwargs)
+    if is_pretrained_dir(source):  # e.g. what `python -m dnax.convert load ... --out DIR` wrote
+        path, (cls, kwargs) = Path(source), pretrained_spec(source)
+    else:
+        path, cls, kwargs = reference_backbone(source)
+    backbone = fdl.Config(cls, **kwargs)
     _at_task_length(backbone, cfg.model.backbone.max_length)
     cfg.model.backbone = backbone
     cfg.model.pretrained = str(path)
-    if getattr(model, "rcps", False):
+    if kwargs.get("rcps"):
         cfg.model.rc_mode = "ps"
 
 

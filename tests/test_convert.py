@@ -204,6 +204,42 @@ def test_save_refuses_a_module_without_recorded_kwargs(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+def test_load_out_never_replaces_what_is_not_a_dnax_pretrained_directory(tmp_path, capsys):
+    run = _copy_case("xlstm_mlstm_causal", tmp_path)
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    (tmp_path / "afile").write_text("mine")
+    for out in (run, tmp_path / "notes", tmp_path / "afile"):  # the source itself, a folder of mine, a file
+        assert main(["load", str(run), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and err == f"error: {out}: exists and is not a dnax pretrained directory; not " \
+                                           "replacing it (choose another path, or remove it first)"
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine" and (tmp_path / "afile").read_text() == "mine"
+    (tmp_path / "empty").mkdir()
+    for _ in range(2):  # an empty folder, then the earlier output: both replaced
+        assert main(["load", str(run), "--out", str(tmp_path / "empty")]) == 0
+    assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == ["config.json", "model.safetensors"]
+    assert oct((tmp_path / "empty" / "model.safetensors").stat().st_mode & 0o777) == \
+        oct((tmp_path / "empty" / "config.json").stat().st_mode & 0o777)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: {"config": None}, "model config must be a JSON object, got NoneType"),
+    (lambda c: [1], "model config must be a JSON object, got list"),
+    (lambda c: {"config": {**c["config"], "m_backend": "nope"}}, "xLSTM config not understood: unknown m_backend"),
+    (lambda c: {"config": {**c["config"], "_target_": "foo.BarConfig"}}, "unknown reference model _target_"),
+])
+def test_bad_model_configs_are_one_line_errors_naming_the_file(tmp_path, capsys, edit, message):
+    run = _copy_case("xlstm_mlstm_causal", tmp_path)
+    config = run / "model_config.json"
+    config.write_text(json.dumps(edit(json.loads(config.read_text()))))
+    assert main(["load", str(run), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"error: {config}: {message}") and not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------------------------------------- released runs
 
 RELEASE = "context_1k/dna_xlstm_test_mlm_ph"

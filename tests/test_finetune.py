@@ -1,5 +1,6 @@
 """Checkpoint selection on validation, one test evaluation with the best weights, and the fine-tuning experiments."""
 import json
+import shutil
 
 import fiddle as fdl
 import numpy as np
@@ -177,6 +178,41 @@ def test_from_reference_takes_a_hyenadna_release_folder(tmp_path):
     ids = torch.randint(7, 11, (2, 101))
     with torch.no_grad():  # and runs the task's length on their prefix
         torch.testing.assert_close(model.backbone.eval().hidden_states(ids), release.eval().hidden_states(ids))
+
+
+def test_from_reference_takes_a_converted_model_and_reports_bad_sources_in_one_line(in_tmp, capsys):
+    """`python -m dnax.convert load RUN --out DIR` then `from_reference(DIR)`; a source that does not exist or
+    does not fit ends `dnax.run` with one line and exit 2."""
+    from dnax.convert import load_reference
+    from dnax.convert import main as convert
+    from experiments import genomic_benchmarks
+    from tests.models.conformance import CONFORMANCE
+
+    case = CONFORMANCE / "xlstm_slstm_rcps"
+    assert convert(["load", str(case), "--out", "converted"]) == 0
+    cfg = genomic_benchmarks.human_nontata_promoters()
+    cli.mutate(cfg, ["tiny", "from_reference('converted')"], genomic_benchmarks)
+    assert cfg.model.rc_mode == "ps" and cfg.model.pretrained == "converted"
+    model = fdl.build(cfg.model)
+    reference = load_reference(case).state_dict()
+    assert all(torch.equal(model.backbone.state_dict()[k], v) for k, v in reference.items())
+    capsys.readouterr()
+    experiment = "experiments.genomic_benchmarks.human_nontata_promoters"
+    assert cli.main([experiment, "tiny", "from_reference('nowhere')", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "dnax.run: error: nowhere: no such run directory or checkpoint file"
+    bad = in_tmp / "bad"
+    shutil.copytree(CONFORMANCE / "xlstm_mlstm_causal", bad)
+    ckpt = bad / "checkpoints" / "test" / "loss.ckpt"
+    from dnax.reference_checkpoint import load_lightning_state_dict
+
+    sd = load_lightning_state_dict(ckpt)
+    sd.pop(next(k for k in sd if k.endswith("post_blocks_norm.weight")))
+    torch.save({"state_dict": sd}, ckpt)
+    assert cli.main([experiment, "tiny", "from_reference('bad')", "trainer.run_name='r'"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"dnax.run: error: {ckpt.relative_to(in_tmp)}: weights do not fit the model; missing keys "
+                       "(1): xlstm_block_stack.post_blocks_norm.weight")
 
 
 def test_an_interrupted_fine_tuning_run_resumes_with_its_selection_state(in_tmp):
