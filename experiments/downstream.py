@@ -149,12 +149,16 @@ def frozen(cfg: fdl.Buildable) -> None:
 
 
 def _at_task_length(backbone: fdl.Config, length: int) -> None:
-    """Set a pretrained backbone's `max_length` to the task's, except HyenaDNA's where it already covers the task:
-    its positional features are buffers sized by the pretraining length (`l_max`), saved with its weights, and it
-    runs any shorter length on their prefix."""
-    if backbone.__fn_or_cls__ is HyenaLM and backbone.max_length >= length:
-        return
-    backbone.max_length = length
+    """Set a pretrained backbone's `max_length` to the task's, except HyenaDNA's: its positional features are
+    buffers sized by the pretraining length (`l_max`), saved with its weights; it runs any shorter length on their
+    prefix, and no longer one (UsageError)."""
+    if backbone.__fn_or_cls__ is not HyenaLM:
+        backbone.max_length = length
+    elif backbone.max_length < length:
+        from dnax.run import UsageError
+
+        raise UsageError(f"the pretrained HyenaDNA model covers {backbone.max_length} tokens (its l_max "
+                         f"{backbone.max_length + 2}); this task's sequences take {length}")
 
 
 def from_run(cfg: fdl.Buildable, path: str) -> None:

@@ -178,6 +178,13 @@ def test_from_reference_takes_a_hyenadna_release_folder(tmp_path):
     ids = torch.randint(7, 11, (2, 101))
     with torch.no_grad():  # and runs the task's length on their prefix
         torch.testing.assert_close(model.backbone.eval().hidden_states(ids), release.eval().hidden_states(ids))
+    short = {**config, "layer": {**config["layer"], "l_max": 66}}  # trained at 64 tokens: the task needs 101
+    (tmp_path / "config.json").write_text(json.dumps(short))
+    torch.save({"state_dict": {f"model.{k}": v for k, v in HyenaLM.from_reference_config(short).state_dict().items()}},
+               tmp_path / "weights.ckpt")
+    with pytest.raises(cli.UsageError, match=r"covers 64 tokens \(its l_max 66\); this task's sequences take 101"):
+        cli.mutate(genomic_benchmarks.human_nontata_promoters(), ["tiny", f"from_reference({str(tmp_path)!r})"],
+                   genomic_benchmarks)
 
 
 def test_from_reference_takes_a_converted_model_and_reports_bad_sources_in_one_line(in_tmp, capsys):
