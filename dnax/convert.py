@@ -89,6 +89,10 @@ class ConversionError(ValueError):
     """Bad input for conversion: missing files, unreadable checkpoint, unknown config."""
 
 
+class SourceNotFoundError(ConversionError, FileNotFoundError):
+    """A model or weights source that does not exist (a ConversionError that is also a FileNotFoundError)."""
+
+
 class WeightMismatchError(ConversionError):
     """The checkpoint's tensors do not fit the model built from the config (lists every offending key)."""
 
@@ -209,7 +213,7 @@ def _resolve(run_dir_or_ckpt: str | Path, model_config: dict | str | Path | None
         near = [d / "model_config.json" for d in p.parents[:3]] + [p.parent / HF_CONFIG]
         ckpt, cfg_path = p, next((c for c in near if c.is_file()), p.parent.parent.parent / "model_config.json")
     else:
-        raise ConversionError(f"{p}: no such run directory or checkpoint file")
+        raise SourceNotFoundError(f"{p}: no such run directory or checkpoint file")
     if model_config is None:
         if not cfg_path.is_file():
             raise ConversionError(f"{cfg_path}: model_config.json not found (pass model_config=...)")

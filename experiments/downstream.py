@@ -169,7 +169,10 @@ def from_run(cfg: fdl.Buildable, path: str) -> None:
     run = Path(path)
     config_file = run / "config.json"
     if not config_file.is_file():
-        raise FileNotFoundError(f"{config_file}: not a dnax run directory (no config.json)")
+        from dnax.run import UsageError
+
+        raise UsageError(f"{config_file}: not found; from_run takes a dnax run directory (for a reference model or a "
+                         "dnax.pretrained folder: from_reference)")
     backbone = serialization.load_json(config_file.read_text()).model.backbone
     _at_task_length(backbone, cfg.model.backbone.max_length)
     cfg.model.backbone = backbone

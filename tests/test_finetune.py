@@ -208,6 +208,11 @@ def test_from_reference_takes_a_converted_model_and_reports_bad_sources_in_one_l
     assert cli.main([experiment, "tiny", "from_reference('nowhere')", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "dnax.run: error: nowhere: no such run directory or checkpoint file"
+    assert cli.main([experiment, "tiny", "from_run('nowhere')", "--dry-run"]) == 2
+    assert capsys.readouterr().err.strip().startswith("dnax.run: error: nowhere/config.json: not found; from_run ")
+    assert cli.main([experiment, "tiny", "model.pretrained='nowhere'", "trainer.run_name='p'"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "dnax.run: error: pretrained backbone 'nowhere': no such file or directory"
     bad = in_tmp / "bad"
     shutil.copytree(CONFORMANCE / "xlstm_mlstm_causal", bad)
     ckpt = bad / "checkpoints" / "test" / "loss.ckpt"

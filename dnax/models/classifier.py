@@ -183,9 +183,11 @@ def backbone_state_dict(source: str | os.PathLike) -> tuple[dict[str, torch.Tens
     - a `dnax.pretrained` directory (`config.json` + `model.safetensors`);
     - a reference run or release folder, a `.ckpt` file, or a Hugging Face Caduceus folder (see `dnax.convert`).
     """
+    from dnax.convert import ConversionError, SourceNotFoundError
+
     path = Path(source)
     if not path.exists():
-        raise FileNotFoundError(f"pretrained backbone {str(path)!r}: no such file or directory")
+        raise SourceNotFoundError(f"pretrained backbone {str(path)!r}: no such file or directory")
     from dnax.pretrained import is_pretrained_dir
 
     if is_pretrained_dir(path):
@@ -202,21 +204,21 @@ def backbone_state_dict(source: str | os.PathLike) -> tuple[dict[str, torch.Tens
             raise ValueError(f"{ckpt}: not a Composer checkpoint (no state.model)") from None
         sd = {k[len("backbone."):]: v for k, v in model.items() if k.startswith("backbone.")}
         if not sd:
-            raise ValueError(f"{ckpt}: the checkpoint's model has no `backbone.*` weights")
+            raise ConversionError(f"{ckpt}: the checkpoint's model has no `backbone.*` weights")
         return sd, None, f"Composer checkpoint {ckpt}"
     from dnax.convert import is_reference_source, load_reference
 
     if is_reference_source(path):
         model = load_reference(path)
         return model.state_dict(), getattr(model, "init_kwargs", None), f"reference run {path}"
-    raise ValueError(f"pretrained backbone {str(path)!r}: not a dnax run / Composer checkpoint, dnax pretrained "
-                     "directory or reference run")
+    raise ConversionError(f"pretrained backbone {str(path)!r}: not a dnax run / Composer checkpoint, dnax "
+                          "pretrained directory or reference run")
 
 
 def load_backbone_weights(backbone: nn.Module, source: str | os.PathLike) -> None:
     """Load `source`'s backbone weights into `backbone` strictly (every key, every shape). Where the source
     records its constructor kwargs, those that change the architecture must match `backbone.init_kwargs`."""
-    from dnax.convert import load_weights_checked
+    from dnax.convert import ConversionError, load_weights_checked
 
     sd, kwargs, what = backbone_state_dict(source)
     own = getattr(backbone, "init_kwargs", None)
@@ -224,8 +226,8 @@ def load_backbone_weights(backbone: nn.Module, source: str | os.PathLike) -> Non
         differ = sorted(k for k in set(kwargs) | set(own) if k not in RUNTIME_KWARGS and
                         _plain(kwargs.get(k)) != _plain(own.get(k)))
         if differ:
-            raise ValueError(f"{what}: backbone configuration differs from the model's in "
-                             + ", ".join(f"{k} ({kwargs.get(k)!r} vs {own.get(k)!r})" for k in differ))
+            raise ConversionError(f"{what}: backbone configuration differs from the model's in "
+                                  + ", ".join(f"{k} ({kwargs.get(k)!r} vs {own.get(k)!r})" for k in differ))
     load_weights_checked(backbone, sd, source=what)
 
 
