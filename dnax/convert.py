@@ -56,7 +56,7 @@ from torch import nn
 
 from dnax.data.sources import cache_root
 from dnax.download import DownloadError, fetch
-from dnax.pretrained import save_pretrained
+from dnax.pretrained import is_pretrained_dir, save_pretrained
 
 PREFIX = "model.backbone."  # xLSTM
 #: reference model family -> (dnax backbone, its name in messages, the prefix stripped from the Lightning keys;
@@ -182,9 +182,7 @@ def local_source(source: str | Path) -> Path:
     return download_release(text) if is_release_name(text) else Path(source)
 
 
-def _is_hf_dir(p: Path) -> bool:
-    from dnax.pretrained import is_pretrained_dir  # the same two file names
-
+def _is_hf_dir(p: Path) -> bool:  # a dnax.pretrained folder has the same two file names
     return (p.is_dir() and (p / HF_CONFIG).is_file() and (p / HF_WEIGHTS).is_file()
             and not (p / CKPT_IN_RUN).exists() and not is_pretrained_dir(p))
 
@@ -194,11 +192,13 @@ def is_reference_source(path: str | Path) -> bool:
     `model_config.json`; `load_reference` names a missing checkpoint), a HyenaDNA release folder or a Hugging Face
     Caduceus folder."""
     p = Path(path)
-    return (p.is_file() and p.suffix == ".ckpt") or _is_hf_dir(p) or (p / "model_config.json").is_file() or (
-        p.is_dir() and any((p / c).is_file() and (p / m).is_file() for c, m in RUN_LAYOUTS))
+    hyena_ckpt, hyena_config = RUN_LAYOUTS[-1]
+    return ((p.is_file() and p.suffix == ".ckpt") or _is_hf_dir(p) or (p / "model_config.json").is_file()
+            or ((p / hyena_ckpt).is_file() and (p / hyena_config).is_file()))
 
 
-def _resolve(run_dir_or_ckpt: str | Path, model_config: dict | str | Path | None) -> tuple[Path, dict]:
+def _resolve(run_dir_or_ckpt: str | Path, model_config: dict | str | Path | None) -> tuple[Path, dict, str]:
+    """(checkpoint, model config, where the config came from) of a run folder or checkpoint file."""
     p = Path(run_dir_or_ckpt)
     if p.is_dir():
         found = next(((p / c, p / m) for c, m in RUN_LAYOUTS if (p / c).is_file()), None)

@@ -183,16 +183,13 @@ def backbone_state_dict(source: str | os.PathLike) -> tuple[dict[str, torch.Tens
     - a `dnax.pretrained` directory (`config.json` + `model.safetensors`);
     - a reference run or release folder, a `.ckpt` file, or a Hugging Face Caduceus folder (see `dnax.convert`).
     """
-    from dnax.convert import ConversionError, SourceNotFoundError
+    from dnax.convert import ConversionError, SourceNotFoundError, is_reference_source, load_reference
+    from dnax.pretrained import from_pretrained, is_pretrained_dir
 
     path = Path(source)
     if not path.exists():
         raise SourceNotFoundError(f"pretrained backbone {str(path)!r}: no such file or directory")
-    from dnax.pretrained import is_pretrained_dir
-
     if is_pretrained_dir(path):
-        from dnax.pretrained import from_pretrained
-
         model = from_pretrained(path)  # rebuilds tied / shared tensors that the file stores once
         return model.state_dict(), getattr(model, "init_kwargs", None), f"dnax pretrained {path}"
     ckpt = _composer_checkpoint(path)
@@ -206,8 +203,6 @@ def backbone_state_dict(source: str | os.PathLike) -> tuple[dict[str, torch.Tens
         if not sd:
             raise ConversionError(f"{ckpt}: the checkpoint's model has no `backbone.*` weights")
         return sd, None, f"Composer checkpoint {ckpt}"
-    from dnax.convert import is_reference_source, load_reference
-
     if is_reference_source(path):
         model = load_reference(path)
         return model.state_dict(), getattr(model, "init_kwargs", None), f"reference run {path}"
