@@ -151,9 +151,10 @@ def frozen(cfg: fdl.Buildable) -> None:
 def _at_task_length(backbone: fdl.Config, length: int) -> None:
     """Set a pretrained backbone's `max_length` to the task's, except HyenaDNA's: its positional features are
     buffers sized by the pretraining length (`l_max`), saved with its weights; it runs any shorter length on their
-    prefix, and no longer one (UsageError)."""
+    prefix, and no longer one (UsageError). The length stays tagged `SeqLen`, so a later `seq_len(n)` (or `tiny`)
+    sets it too."""
     if backbone.__fn_or_cls__ is not HyenaLM:
-        backbone.max_length = length
+        backbone.max_length = tags.SeqLen.new(length)
     elif backbone.max_length < length:
         from dnax.run import UsageError
 
@@ -210,7 +211,8 @@ def sample(cfg: fdl.Buildable) -> None:
 
 def tiny(cfg: fdl.Buildable) -> None:
     """The smallest trainable version (tests, smoke runs): 64/32/32 sequences of a real GUE task shipped in
-    `experiments/fixtures/`, 101 bp, d_model 32, 1 layer, 2 steps of 8, one evaluation on 8, test on 32, CPU."""
+    `experiments/fixtures/`, 101 bp, 2 steps of 8, one evaluation on 8, test on 32, CPU; a backbone from scratch
+    shrinks to d_model 32, 1 layer, a pretrained one (`from_run`, `from_reference`, before or after `tiny`) stays."""
     sample(cfg)
     task = fdl.Config(custom_task, "gue_mouse3_tiny", str(TINY_TASK_DIR), max_length=101, metric="mcc",
                       num_classes=2)
@@ -221,10 +223,12 @@ def tiny(cfg: fdl.Buildable) -> None:
     cfg.model.num_classes = 2
     for selector in _selectors(cfg):
         selector.task, selector.metric = "gue_mouse3_tiny", "mcc"
-    if hasattr(cfg.model.backbone.__fn_or_cls__, "hidden_states"):  # a language-model backbone, not the CNN
-        cfg.model.backbone.d_model = 32
-        cfg.model.backbone.n_layer = 1
-    cfg.model.pretrained = None
+    backbone = cfg.model.backbone
+    if cfg.model.pretrained is not None:
+        _at_task_length(backbone, 101)
+    elif hasattr(backbone.__fn_or_cls__, "hidden_states"):  # a language-model backbone, not the CNN
+        backbone.d_model = 32
+        backbone.n_layer = 1
     cfg.trainer.max_duration = "2ba"
     cfg.trainer.eval_interval = "2ba"
     cfg.trainer.eval_subset_num_batches = 1

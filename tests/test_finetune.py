@@ -155,6 +155,25 @@ def test_from_reference_fiddler_fine_tunes_a_reference_run(case, rc_mode, in_tmp
     assert json.loads((in_tmp / "runs" / "ft" / RESULTS).read_text())["test"]["MCC"] is not None
 
 
+@pytest.mark.parametrize("order", ["tiny first", "tiny last"])
+def test_tiny_keeps_a_pretrained_backbone_whatever_the_fiddler_order(order):
+    """`tiny` shrinks a from-scratch backbone but keeps a pretrained one and its weights (it used to replace it by a
+    d_model 32 model without weights when it came after `from_reference`); a later `seq_len` reaches the backbone."""
+    from experiments import genomic_benchmarks
+    from tests.models.conformance import CONFORMANCE
+
+    source = f"from_reference({str(CONFORMANCE / 'xlstm_mlstm_causal')!r})"
+    tokens = ["tiny", source] if order == "tiny first" else [source, "tiny"]
+    cfg = genomic_benchmarks.human_nontata_promoters()
+    cli.mutate(cfg, tokens, genomic_benchmarks)
+    plain = genomic_benchmarks.human_nontata_promoters()
+    cli.mutate(plain, [source], genomic_benchmarks)
+    assert cfg.model.pretrained == plain.model.pretrained is not None
+    assert cfg.model.backbone.max_length == 101 and cfg.model.backbone.d_model == plain.model.backbone.d_model
+    cli.mutate(cfg, ["seq_len(64)"], genomic_benchmarks)
+    assert cfg.model.backbone.max_length == cfg.train_dataloader.max_length == 64
+
+
 def test_from_reference_takes_a_hyenadna_release_folder(tmp_path):
     """LongSafari/hyenadna-* layout (config.json + weights.ckpt with `model.` keys): the fiddler builds HyenaLM with
     the release's configuration and the classifier loads its weights."""
