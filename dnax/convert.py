@@ -401,8 +401,8 @@ def check_case(case_dir: str | Path) -> dict[str, Any]:
         except Exception as e:  # noqa: BLE001
             raise ConversionError(f"{p}: not a .npy array ({type(e).__name__})") from None
     model = load_reference(d)
+    ids = _checked_input_ids(arrays["input_ids"], model, d / "input_ids.npy")
     with torch.no_grad():
-        ids = arrays["input_ids"].long()
         out = {"logits": model(ids), "hidden_states": model.hidden_states(ids)}
     result: dict[str, Any] = {"tolerance": tol}
     for name, got in out.items():
@@ -412,6 +412,18 @@ def check_case(case_dir: str | Path) -> dict[str, Any]:
         result[name] = (got.float() - ref.float()).abs().max().item()
     result["passed"] = all(result[n] <= tol for n in out)  # NaN compares False: fails
     return result
+
+
+def _checked_input_ids(ids: torch.Tensor, model: torch.nn.Module, path: Path) -> torch.Tensor:
+    """`ids` as a long tensor if they are a (batch, length) array of token ids in the model's vocabulary."""
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool or ids.ndim != 2 or ids.numel() == 0:
+        raise ConversionError(f"{path}: expected a non-empty (batch, length) integer array, got {ids.dtype} "
+                              f"{list(ids.shape)}")
+    vocab = next(m.num_embeddings for m in model.modules() if isinstance(m, torch.nn.Embedding))
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= vocab:
+        raise ConversionError(f"{path}: token ids span {low}..{high}; the model's vocabulary is 0..{vocab - 1}")
+    return ids.long()
 
 
 # ---------------------------------------------------------------------------------------------- CLI

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from dnax.convert import PREFIX, WeightMismatchError, check_case, load_reference, main
+from dnax.convert import PREFIX, ConversionError, WeightMismatchError, check_case, load_reference, main
 from dnax.models.backbones.xlstm import XLSTMLM
 from dnax.pretrained import from_pretrained, init_kwargs, save_pretrained
 from dnax.reference_checkpoint import load_lightning_state_dict
@@ -74,6 +74,22 @@ def test_check_uses_case_tolerance(tmp_path):
     meta["tolerance"] = 1e-9  # below the measured float noise
     (case / "case.json").write_text(json.dumps(meta))
     assert main(["check", str(case)]) == 1
+
+
+@pytest.mark.parametrize("ids, message", [
+    (np.full((2, 8), 12), r"token ids span 12\.\.12; the model's vocabulary is 0\.\.11"),
+    (np.full((2, 8), -1), r"token ids span -1\.\.-1; the model's vocabulary is 0\.\.11"),
+    (np.zeros((2, 8), np.float32), r"expected a non-empty \(batch, length\) integer array, got torch.float32 \[2, 8\]"),
+    (np.zeros(8, np.int64), r"expected a non-empty \(batch, length\) integer array, got torch.int64 \[8\]"),
+])
+def test_check_reports_input_ids_the_model_cannot_take_in_one_line(tmp_path, capsys, ids, message):
+    case = _copy_case("xlstm_mlstm_causal", tmp_path)
+    np.save(case / "input_ids.npy", ids)
+    with pytest.raises(ConversionError, match=message):
+        check_case(case)
+    assert main(["check", str(case)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {case / 'input_ids.npy'}: ")
 
 
 # ---------------------------------------------------------------------------------------------- load_reference
