@@ -27,9 +27,10 @@ class DownloadError(ValueError):
 
 
 def sha256_file(path: str | Path, progress: bool = False) -> str:
+    """The file's sha256 (hex); with `progress`, a bar once hashing has taken over 2 s (large files only)."""
     h = hashlib.sha256()
     path = Path(path)
-    with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
+    with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True, delay=2.0,
                                       desc=f"sha256 {path.name}", disable=not progress) as bar:
         while chunk := f.read(CHUNK):
             h.update(chunk)

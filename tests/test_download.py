@@ -56,6 +56,13 @@ def test_cached_file_is_verified_then_skipped(server, tmp_path):
     assert "\n" not in str(info.value) and str(dest) in str(info.value)
 
 
+def test_reusing_a_cached_file_prints_no_hashing_bar(server, tmp_path, capsys):
+    dest = fetch(f"{server.base}/f.bin", tmp_path / "f.bin", progress=True)
+    capsys.readouterr()
+    fetch(f"{server.base}/f.bin", dest, progress=True)  # 100 kB hash: well under the bar's 2 s delay
+    assert capsys.readouterr().err == ""
+
+
 def test_corrupted_download_detected_with_known_checksum(server, tmp_path):
     bad = bytearray(PAYLOAD[:2000])
     bad[10] ^= 0xFF
