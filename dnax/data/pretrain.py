@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from dnax.data.object_store import ShardDownloadError, fetch_object, index_hash, list_prefixes, prepare_checked
+from dnax.data.shared_memory import release_with_owner
 from dnax.data.sources import cache_root, is_url
 
 INDEX = "index.json"
@@ -462,6 +463,7 @@ def build_pretrain_dataloader(
     """
     from streaming import StreamingDataLoader
 
+    release_with_owner()  # the dataset's shared memory (file descriptors) goes with it, not at exit
     dataset_class = window_dataset_class(fast_path=fast_path)
     remote = str(remote)
     remote_split = f"{remote.rstrip('/')}/{split}" if is_url(remote) else str(Path(remote).expanduser() / split)

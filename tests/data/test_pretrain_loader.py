@@ -1,5 +1,6 @@
 """FASTA -> MDS -> loader round trip on the bundled real DNA (GRCh37 chrX 65-69 Mbp)."""
 import gzip
+import os
 import types
 
 import pytest
@@ -134,3 +135,23 @@ def test_resumes_mid_epoch_from_state_dict(mds):
     resumed = build()
     resumed.load_state_dict(state)
     assert starts(resumed, batches=3) == reference[16:40]
+
+
+def test_loaders_release_their_shared_memory_when_dropped(mds):
+    """Run after run in one process (a notebook, an in-process sweep), streaming's shared-memory blocks and their
+    file descriptors go with the loaders instead of piling up until exit (~36 descriptors a run before)."""
+    import gc
+
+    from tests.data.test_shared_memory import shm_descriptors
+
+    gc.collect()
+    before = shm_descriptors()
+    for _ in range(3):
+        loaders = [build_pretrain_dataloader(str(mds), split, 8, seed=1) for split in ("train", "valid")]
+        assert [next(iter(loader))["input_ids"].shape for loader in loaders] == [(8, SEQ_LEN)] * 2
+        held = set(shm_descriptors()) - set(before)
+        assert len(held) >= 12  # six blocks per dataset
+        del loaders
+        gc.collect()
+        assert shm_descriptors() == before
+        assert not any(os.path.exists(path) for path in held)  # unlinked by the process that created them

@@ -1,0 +1,47 @@
+"""`dnax.data.shared_memory`: streaming's shared-memory blocks (and their file descriptors) go with their owners."""
+import gc
+import multiprocessing
+import os
+from pathlib import Path
+
+from dnax.data.shared_memory import release_with_owner
+
+
+def shm_descriptors() -> list[str]:
+    """The /dev/shm files this process holds open (two descriptors per block: its fd and its mmap's)."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("/dev/shm/"):
+            out.append(target)
+    return out
+
+
+def _drop_and_collect(holder):
+    holder.clear()  # the child's copy of the block's wrapper dies here
+    gc.collect()
+
+
+def test_a_block_is_released_with_its_wrapper_and_a_forked_child_leaves_it():
+    assert release_with_owner()
+    from streaming.base.shared.memory import SharedMemory
+
+    before = shm_descriptors()
+    holder = [SharedMemory(name="dnax_test_block", create=True, size=64)]
+    holder[0].buf[:3] = b"abc"
+    reader = SharedMemory(name="dnax_test_block", create=False, size=64)  # opened, not created: never unlinks
+    assert len(shm_descriptors()) == len(before) + 4
+    child = multiprocessing.get_context("fork").Process(target=_drop_and_collect, args=(holder,))
+    child.start()
+    child.join()
+    assert child.exitcode == 0 and Path("/dev/shm/dnax_test_block").exists()  # the child did not unlink it
+    del reader
+    gc.collect()
+    assert Path("/dev/shm/dnax_test_block").exists() and bytes(holder[0].buf[:3]) == b"abc"
+    holder.clear()
+    gc.collect()
+    assert not Path("/dev/shm/dnax_test_block").exists()
+    assert shm_descriptors() == before
