@@ -23,19 +23,28 @@ def available() -> list[str]:
             and n != "available" and not isinstance(v, type)]
 
 
+def _positive_int(fiddler: str, n) -> int:
+    """`n` as an int >= 1 (`1e4` counts as 10000), or a FiddlerError naming the call (`steps(0)`, `seq_len('1k')`)."""
+    if isinstance(n, float) and n.is_integer():
+        n = int(n)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise FiddlerError(f"{fiddler}({n!r}): expected a positive integer")
+    return n
+
+
 def seq_len(cfg: fdl.Buildable, n: int) -> None:
     """Context length of the data windows and the model."""
-    fdl.set_tagged(cfg, tag=tags.SeqLen, value=int(n))
+    fdl.set_tagged(cfg, tag=tags.SeqLen, value=_positive_int("seq_len", n))
 
 
 def global_batch(cfg: fdl.Buildable, n: int) -> None:
     """Windows per optimizer step, summed over all processes."""
-    fdl.set_tagged(cfg, tag=tags.GlobalBatch, value=int(n))
+    fdl.set_tagged(cfg, tag=tags.GlobalBatch, value=_positive_int("global_batch", n))
 
 
 def steps(cfg: fdl.Buildable, n: int) -> None:
     """Train for `n` optimizer steps; evaluation and checkpoint intervals scale with it (4 evaluations)."""
-    n = int(n)
+    n = _positive_int("steps", n)
     cfg.trainer.max_duration = f"{n}ba"
     cfg.trainer.eval_interval = f"{max(1, n // 4)}ba"
     cfg.trainer.save_interval = f"{max(1, n // 4)}ba"

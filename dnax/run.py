@@ -1,4 +1,4 @@
-"""Command line: resolve an experiment, mutate it, show it, save it, build it, fit it.
+"""Command line: resolve an experiment, mutate it, show it, build it, save it, fit it.
 
     python -m dnax.run <experiment import path> [fiddler ...] [a.b.c=value ...] [--dry-run]
     python -m dnax.run --config-file runs/<name>/config.json [fiddler ...] [a.b=value ...]
@@ -19,11 +19,14 @@ import argparse
 import ast
 import difflib
 import importlib
+import inspect
 import os
 import pkgutil
 import re
 import sys
 import time
+import types
+import typing
 from pathlib import Path
 from typing import Any, Callable
 
@@ -48,7 +51,7 @@ def _module_names(package: str) -> list[str]:
 
 
 def _suggest(name: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
+    close = difflib.get_close_matches(name, list(dict.fromkeys(candidates)), n=3, cutoff=0.6)
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
@@ -132,11 +135,28 @@ def apply_fiddler(cfg: fdl.Buildable, token: str, module=None) -> None:
     if not callable(fn) or name.startswith("_"):
         known = [n for source in _fiddler_sources(module) for n in _functions_of(source.__name__)]
         raise UsageError(f"unknown fiddler {name!r}{_suggest(name, known)}")
-    args = ast.literal_eval(f"({args_text},)") if args_text else ()
+    try:
+        args = ast.literal_eval(f"({args_text},)") if args_text else ()
+    except (ValueError, SyntaxError):
+        raise UsageError(f"cannot parse the arguments of fiddler {token!r}: they are Python literals, "
+                         f"e.g. seq_len(2048), nan_guard('skip')") from None
+    try:
+        inspect.signature(fn).bind(cfg, *args)
+    except TypeError as e:
+        raise UsageError(f"fiddler {token!r}: {e}; it is {name}{_public_signature(fn)}") from None
     try:
         fn(cfg, *args)
     except builtin_fiddlers.FiddlerError as e:
         raise UsageError(str(e)) from None
+
+
+def _public_signature(fn: Callable) -> str:
+    """`fn`'s signature without its leading config parameter: `(n: int)`, `(action: str = 'stop')`, `()`."""
+    try:
+        params = list(inspect.signature(fn, eval_str=True).parameters.values())[1:]
+    except NameError:  # an annotation that does not resolve: show it as written
+        params = list(inspect.signature(fn).parameters.values())[1:]
+    return str(inspect.Signature(params))
 
 
 def _split_path(path: str) -> list[str | int]:
@@ -155,8 +175,6 @@ def _split_path(path: str) -> list[str | int]:
 
 def _fields(obj: Any) -> list[str]:
     if isinstance(obj, fdl.Buildable):
-        import inspect
-
         try:
             return list(inspect.signature(obj.__fn_or_cls__).parameters) + list(obj.__arguments__)
         except (TypeError, ValueError):
@@ -193,10 +211,62 @@ def set_path(cfg: fdl.Buildable, path: str, value: Any) -> None:
         else:
             if isinstance(obj, fdl.Buildable) and last not in _fields(obj):
                 raise AttributeError
+            if isinstance(obj, fdl.Buildable):
+                _check_type(obj, last, value, path)
             setattr(obj, last, value)
     except (AttributeError, TypeError, IndexError):
         raise UsageError(f"cannot set {path!r}: {done or 'config'} has no field {last!r}"
                          f"{_suggest(str(last), _fields(obj))}") from None
+
+
+def _type_hint(obj: fdl.Buildable, field: str) -> Any:
+    """The annotation of `field` on the config's function or class; None where there is none or it cannot resolve."""
+    target = obj.__fn_or_cls__
+    try:
+        hints = typing.get_type_hints(target.__init__ if isinstance(target, type) else target)
+    except Exception:  # noqa: BLE001 - unresolvable forward references, builtins: no check
+        return None
+    return hints.get(field)
+
+
+def _accepts(hint: Any, value: Any) -> bool | None:
+    """Whether `value` fits the annotation `hint`: True, False, or None where the hint is beyond this check
+    (modules, sequences, Composer types); only a definite False is an error."""
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        verdicts = [_accepts(h, value) for h in typing.get_args(hint)]
+        return True if True in verdicts else None if None in verdicts else False
+    return None
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(hint))
+    return getattr(hint, "__name__", None) if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
+def _check_type(obj: fdl.Buildable, field: str, value: Any, path: str) -> None:
+    """A UsageError when an override's value cannot fit the field's annotation (`d_model='abc'`, `d_model=[3`)."""
+    if isinstance(value, fdl.Buildable):
+        return
+    hint = _type_hint(obj, field)
+    if hint is not None and _accepts(hint, value) is False:
+        owner = getattr(obj.__fn_or_cls__, "__name__", "the config")
+        raise UsageError(f"cannot set {path!r} to {value!r}: {owner}'s {field} is {_describe(hint)}")
 
 
 def mutate(cfg: fdl.Buildable, tokens: list[str], module=None) -> fdl.Buildable:
@@ -252,19 +322,42 @@ def save_config(cfg: fdl.Buildable, run_dir: Path) -> Path:
 
 # -- running ----------------------------------------------------------------------------------------------------
 def run(cfg: fdl.Buildable, *, save: bool = True):
-    """Save `cfg` to `<run_dir>/config.json`, seed, build and call it; returns what the run returns (a Trainer).
+    """Seed, build `cfg`, save it to `<run_dir>/config.json` and call it; returns what the run returns (a Trainer).
 
     A config without `trainer.run_name` gets one from the current time.
     """
     from composer.utils import reproducibility
 
+    from dnax.train import CheckpointMismatchError, TrainerArgumentError
+
     if cfg.trainer.run_name is None:
         cfg.trainer.run_name = _default_run_name(getattr(cfg, "__name__", "run"), [], cfg.trainer.device)
-    if save:
-        print(f"config: {save_config(cfg, run_dir_of(cfg))}", flush=True)
     reproducibility.seed_all(cfg.trainer.seed if cfg.trainer.seed is not None else 17)
-    built = fdl.build(cfg)
-    return built() if callable(built) else built
+    built = fdl.build(cfg)  # before saving: a config that does not build (bad value, missing data) leaves no run dir
+    run_dir = run_dir_of(cfg)
+    previous = (run_dir / "config.json").read_bytes() if save and (run_dir / "config.json").is_file() else None
+    if save:
+        print(f"config: {save_config(cfg, run_dir)}", flush=True)
+    try:
+        return built() if callable(built) else built
+    except (CheckpointMismatchError, TrainerArgumentError):  # raised before any training: leave the run dir as it was
+        if save:
+            _restore_run_dir(run_dir, previous)
+        raise
+
+
+def _restore_run_dir(run_dir: Path, previous_config: bytes | None) -> None:
+    """Put back the config.json a failed start replaced; a run dir that this start created goes if nothing else was
+    written into it."""
+    config = run_dir / "config.json"
+    if previous_config is not None:
+        atomic_write_bytes(config, previous_config)
+        return
+    config.unlink(missing_ok=True)
+    for d in sorted((p for p in [run_dir, *run_dir.rglob("*")] if p.is_dir()), key=lambda p: len(p.parts),
+                    reverse=True):
+        if not any(d.iterdir()):
+            d.rmdir()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,17 +415,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def _is_user_error(e: BaseException) -> bool:
     """Errors whose message is written for users: data_tools.InputError, the loaders' missing-data errors, the
-    object store's (unreachable, refused, no such bucket; a shard that cannot be downloaded), and a reference model
-    that cannot be fetched or does not fit (dnax.convert, dnax.download)."""
+    object store's (unreachable, refused, no such bucket; a shard that cannot be downloaded), a reference model
+    that cannot be fetched or does not fit (dnax.convert, dnax.download), and a trainer argument Composer rejects or
+    a resumed checkpoint that does not fit (dnax.train)."""
     from dnax.convert import ConversionError
     from dnax.data.object_store import ObjectStoreError, ShardDownloadError
+    from dnax.data.sources import BatchSizeError
     from dnax.download import DownloadError
+    from dnax.train import CheckpointMismatchError, TrainerArgumentError
 
     try:
         from data_tools import InputError
     except ImportError:
         InputError = ()  # noqa: N806
-    return (isinstance(e, (InputError, ObjectStoreError, ShardDownloadError, ConversionError, DownloadError))
+    return (isinstance(e, (InputError, ObjectStoreError, ShardDownloadError, ConversionError, DownloadError,
+                           CheckpointMismatchError, TrainerArgumentError, BatchSizeError))
             or (isinstance(e, FileNotFoundError) and "data_tools" in str(e)))
 
 

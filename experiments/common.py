@@ -160,7 +160,7 @@ def sample(cfg: fdl.Buildable) -> None:
 
 def tiny(cfg: fdl.Buildable) -> None:
     """The smallest trainable version of a pretraining experiment (tests, smoke runs): d_model 32, context 128,
-    2 steps of 2 windows, one evaluation on 4 windows, on the bundled sample, CPU."""
+    2 steps of 2 windows, an evaluation on 4 windows after each step, on the bundled sample, CPU."""
     use_sample_data(cfg, steps=2, batch=2, eval_windows=4)
     fiddlers.seq_len(cfg, 128)
     cfg.model.backbone.d_model = 32

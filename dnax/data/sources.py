@@ -9,6 +9,11 @@ import os
 import urllib.parse
 from pathlib import Path
 
+
+class BatchSizeError(ValueError):
+    """A global batch that cannot be split across the processes (one line)."""
+
+
 def is_url(location: str | os.PathLike) -> bool:
     """True for an object-store / remote URL (`s3://...`), False for a local path (including `C:\\...`)."""
     return isinstance(location, str) and "://" in location and len(urllib.parse.urlparse(location).scheme) > 1
@@ -32,6 +37,8 @@ def hg38_mds(seq_len: int) -> str:
 def per_rank_batch(global_batch: int) -> int:
     """Windows per process per step, so that the global batch stays `global_batch` on any number of processes."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if isinstance(global_batch, bool) or not isinstance(global_batch, int) or global_batch < 1:
+        raise BatchSizeError(f"global batch {global_batch!r}: expected a positive integer")
     if global_batch % world:
-        raise ValueError(f"global batch {global_batch} is not divisible by the {world} processes")
+        raise BatchSizeError(f"global batch {global_batch} is not divisible by the {world} processes")
     return global_batch // world
