@@ -5,7 +5,9 @@ built per base, so a 248 Mbp chromosome costs about its size in memory (the ids 
 
 Every input problem raises `data_tools.InputError` with a one-line message naming the file and, where it has one, the
 line (and column): a missing or empty file, no records, sequence before the first header, an empty record name, an
-invalid character, a duplicate record name, a corrupt gzip stream.
+invalid character, a duplicate record name, a corrupt gzip stream (with the line where decoding stops).
+
+    python -m data_tools.fasta FILE...   # check files completely; print each record's name and length
 """
 from __future__ import annotations
 
@@ -47,6 +49,31 @@ def open_maybe_gzip(path: str | Path) -> BinaryIO:
     return gzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")
 
 
+GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def read_block(f: BinaryIO, size: int) -> tuple[bytes, Exception | None]:
+    """Up to `size` bytes of `f` (fewer only at the end). On a corrupt or truncated gzip stream: the bytes decoded
+    before the damage and the error (a plain `read` would drop them, and with them where the damage is)."""
+    if not isinstance(f, gzip.GzipFile):
+        return f.read(size), None
+    parts, got = [], 0
+    try:
+        while got < size:
+            chunk = f.read1(size - got)
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+    except GZIP_ERRORS as e:
+        return b"".join(parts), e
+    return b"".join(parts), None
+
+
+def gzip_error(path: str | Path, line: int, error: Exception) -> InputError:
+    return InputError(f"{path}:{line}: corrupt or truncated gzip stream (decoding stops in this line): {error}")
+
+
 def _describe(byte: int) -> str:
     return repr(chr(byte)) if 32 < byte < 127 else f"byte 0x{byte:02x}"
 
@@ -80,11 +107,16 @@ def iter_fasta(
     total = 0
     line_no = 1  # line number of buf[0]
     carry: list[bytes] = []
+    damage: Exception | None = None  # a gzip error, raised once the lines decoded before it are checked
     try:
         f = open_maybe_gzip(path)
         with f:
             while True:
-                block = f.read(block_size)
+                if damage is not None:
+                    raise gzip_error(path, line_no, damage)
+                block, damage = read_block(f, block_size)
+                if damage is not None and not block:
+                    continue
                 total += len(block)
                 if block and b"\n" not in block:
                     carry.append(block)  # a very long line: join once a newline (or EOF) arrives
@@ -148,8 +180,8 @@ def iter_fasta(
                 line_no += buf.count(b"\n")
                 if not block:
                     break
-    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise InputError(f"{path}: corrupt or truncated gzip stream near line {line_no}: {e}") from None
+    except GZIP_ERRORS as e:  # e.g. while reading the gzip header
+        raise gzip_error(path, line_no, e) from None
     if total == 0:
         raise InputError(f"{path}: empty file")
     if name is None:
@@ -194,3 +226,27 @@ def chrom_lengths(fasta: str | Path) -> dict[str, int]:
     if fai.exists():
         return read_fai(fai)
     return {r.name: r.length for r in iter_fasta(fasta, only=())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m data_tools.fasta FILE...`: check each FASTA completely and print `file<TAB>record<TAB>length`."""
+    import argparse
+
+    from data_tools import run_cli
+
+    p = argparse.ArgumentParser(prog="python -m data_tools.fasta", description="Check FASTA files as fasta_to_mds "
+                                "reads them (every character, gzip integrity) and list their records and lengths.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="FASTA, plain or gzip/BGZF")
+    a = p.parse_args(argv)
+
+    def body() -> int:
+        for path in a.files:
+            for record in iter_fasta(path):
+                print(f"{path}\t{record.name}\t{record.length}")
+        return 0
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -16,8 +16,8 @@ is `data_tools.windows` (the reference BED scheme with `--bed`, tiling otherwise
 
 Idempotent: an output whose manifest records the same arguments (inputs by file name and byte size, seq_len, splits,
 N threshold, compression, shard size; not `--workers`) is left alone (a no-op); different arguments are an error. Atomic: everything is written into a hidden temporary sibling directory that is renamed into place at the end,
-and removed on any failure (including bad input discovered midway); a process killed with SIGKILL can leave such a
-`.<name>.tmp-*` sibling behind, never a half-written `DIR`.
+and removed on any failure (including bad input discovered midway, Ctrl-C and, from the CLI, SIGTERM); a process
+killed with SIGKILL can leave such a `.<name>.tmp-*` sibling behind (safe to delete), never a half-written `DIR`.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data_tools import InputError
+from data_tools import InputError, os_error_message, run_cli
 from data_tools.fasta import FastaRecord, fai_path, iter_fasta, read_fai
 from data_tools.windows import (
     SPLITS,
@@ -122,7 +122,7 @@ def convert(
     seq_len = check_seq_len(seq_len)
     fasta = Path(fasta).expanduser()
     if not fasta.is_file():
-        raise InputError(f"{fasta}: no such file")
+        raise InputError(f"{fasta}: {'a directory, not a FASTA file' if fasta.is_dir() else 'no such file'}")
     valid = [parse_range(r) for r in valid_ranges] + [Region(c) for c in valid_chroms]
     test = [parse_range(r) for r in test_ranges] + [Region(c) for c in test_chroms]
     if bed is not None and (valid or test):
@@ -134,6 +134,8 @@ def convert(
         raise InputError(f"max_n_fraction must be in [0, 1], got {max_n_fraction}")
     if not (isinstance(workers, int) and workers >= 1):
         raise InputError(f"workers must be a positive integer, got {workers!r}")
+    if not (isinstance(size_limit, int) and size_limit >= 1):
+        raise InputError(f"size_limit must be a positive number of bytes, got {size_limit!r}")
     if compression:
         from streaming.base.compression import is_compression
 
@@ -198,9 +200,12 @@ def _diff(old: dict | None, new: dict) -> str:
 
 
 def _convert_atomically(out: Path, args: dict, job: dict) -> dict:
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as e:
+        raise InputError(f"{out}: cannot create the output here ({os_error_message(e)})") from None
     try:
         started = time.perf_counter()
         summary = _write_all(tmp, **job)
@@ -256,6 +261,7 @@ def _write_all(tmp: Path, *, fasta: Path, bed: Path | None, seq_len: int, valid:
             chrom_segments(chrom, known[chrom], valid, test)
 
     names: list[str] = []
+    longest = 0
     per_chrom: dict[str, dict[str, int]] = {}
     bar = tqdm(total=len(wanted) if wanted is not None else (len(known) if known else None), unit="chrom",
                desc="fasta_to_mds", disable=not progress)
@@ -275,6 +281,7 @@ def _write_all(tmp: Path, *, fasta: Path, bed: Path | None, seq_len: int, valid:
     try:
         for rec in iter_fasta(fasta, only=wanted):
             names.append(rec.name)
+            longest = max(longest, rec.length)
             if rec.tokens is None:
                 continue
             if bed is not None:
@@ -308,8 +315,11 @@ def _write_all(tmp: Path, *, fasta: Path, bed: Path | None, seq_len: int, valid:
                 fut.cancel()
             executor.shutdown(wait=True, cancel_futures=True)
 
-    _merge_split_indexes(tmp, per_chrom, names)
     windows = {split: sum(per_chrom.get(split, {}).values()) for split in SPLITS}
+    if not any(windows.values()):  # tiling only: the BED scheme always places windows (or raises)
+        raise InputError(f"{fasta}: no windows of seq_len {seq_len} (longest record {longest} bp; windows with "
+                         f"more than {max_n_fraction:g} N are skipped): nothing to write")
+    _merge_split_indexes(tmp, per_chrom, names)
     return {
         "seq_len": seq_len,
         "mode": "bed" if bed is not None else "tiles",
@@ -432,7 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fasta", required=True, help="FASTA file, plain or gzip")
     p.add_argument("--bed", help="chrom start end split intervals: the reference window scheme")
     p.add_argument("--seq-len", type=int, required=True, help="window length, a divisor of 2**20")
-    p.add_argument("--out", required=True, help="output directory or object-store URL (s3://...)")
+    p.add_argument("--out", required=True,
+                   help="output directory or object-store URL (s3://...). Written under a temporary name and renamed "
+                        "when complete, so an error or interruption leaves nothing there. If it exists: a finished "
+                        "conversion with the same arguments is kept (nothing to do), other arguments or other "
+                        "content are an error; an empty directory is used")
     for split in ("valid", "test"):
         p.add_argument(f"--{split}-ranges", nargs="+", default=[], action="extend", metavar="NAME:START-END",
                        help=f"{split} ranges (0-based, half-open), without --bed")
@@ -449,16 +463,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    try:
+
+    def body() -> int:
         summary = convert(a.fasta, a.out, a.seq_len, bed=a.bed, valid_ranges=a.valid_ranges,
                           test_ranges=a.test_ranges, valid_chroms=a.valid_chroms, test_chroms=a.test_chroms,
                           max_n_fraction=a.max_n_fraction, workers=a.workers, compression=a.compression,
                           size_limit=a.size_limit, local_staging=a.local_staging, progress=not a.no_progress)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(format_summary(summary))
-    return 0
+        print(format_summary(summary))
+        return 0
+
+    return run_cli(body, interrupted=f"{a.out} holds no finished conversion from this run; run the same command again")
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data_tools import InputError
-from data_tools.fasta import iter_fasta
+from data_tools import InputError, os_error_message, run_cli
+from data_tools.fasta import GZIP_ERRORS, gzip_error, iter_fasta
 from dnax.tokenizer import COMPLEMENT, decode
 
 SPLITS = ("train", "test")
@@ -83,34 +83,44 @@ def read_intervals(path: str | Path) -> list[Interval]:
     with open(path, "rb") as f:
         gzipped = f.read(2) == b"\x1f\x8b"
     raw = gzip.open(path, "rb") if gzipped else open(path, "rb")
-    rows: list[Interval] = []
-    ids: dict[str, int] = {}
     with io.TextIOWrapper(raw, encoding="utf-8", newline="") as f:
         reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise InputError(f"{path}: empty file")
-        if [h.strip() for h in header] != COLUMNS:
-            raise InputError(f"{path}:1: header is {','.join(header)!r}, expected {','.join(COLUMNS)!r}")
-        for fields in reader:
-            line = reader.line_num
-            if not fields:
-                continue
-            if len(fields) != len(COLUMNS):
-                raise InputError(f"{path}:{line}: {len(fields)} fields, expected {len(COLUMNS)}")
-            id_, region, start, end, strand = (x.strip() for x in fields)
-            if not (start.isdigit() and end.isdigit()):
-                raise InputError(f"{path}:{line}: start/end must be non-negative integers, got {start!r}, {end!r}")
-            if int(start) >= int(end):
-                raise InputError(f"{path}:{line}: empty interval [{start}, {end})")
-            if strand not in ("", "+", "-"):
-                raise InputError(f"{path}:{line}: strand must be '+', '-' or empty, got {strand!r}")
-            if not id_ or not region:
-                raise InputError(f"{path}:{line}: empty id or region")
-            if id_ in ids:
-                raise InputError(f"{path}:{line}: duplicate id {id_!r} (first at line {ids[id_]})")
-            ids[id_] = line
-            rows.append(Interval(id_, region, int(start), int(end), strand == "-", f"{path}:{line}"))
+        try:
+            return _checked_rows(path, reader)
+        except GZIP_ERRORS as e:
+            raise gzip_error(path, reader.line_num + 1, e) from None
+        except UnicodeDecodeError:
+            raise InputError(f"{path}:{reader.line_num + 1}: not UTF-8 text") from None
+
+
+def _checked_rows(path: Path, reader) -> list[Interval]:
+    """The intervals of a `csv.reader` over a coordinate file (see `read_intervals`)."""
+    header = next(reader, None)
+    if header is None:
+        raise InputError(f"{path}: empty file")
+    if [h.strip() for h in header] != COLUMNS:
+        raise InputError(f"{path}:1: header is {','.join(header)!r}, expected {','.join(COLUMNS)!r}")
+    rows: list[Interval] = []
+    ids: dict[str, int] = {}
+    for fields in reader:
+        line = reader.line_num
+        if not fields:
+            continue
+        if len(fields) != len(COLUMNS):
+            raise InputError(f"{path}:{line}: {len(fields)} fields, expected {len(COLUMNS)}")
+        id_, region, start, end, strand = (x.strip() for x in fields)
+        if not (start.isdigit() and end.isdigit()):
+            raise InputError(f"{path}:{line}: start/end must be non-negative integers, got {start!r}, {end!r}")
+        if int(start) >= int(end):
+            raise InputError(f"{path}:{line}: empty interval [{start}, {end})")
+        if strand not in ("", "+", "-"):
+            raise InputError(f"{path}:{line}: strand must be '+', '-' or empty, got {strand!r}")
+        if not id_ or not region:
+            raise InputError(f"{path}:{line}: empty id or region")
+        if id_ in ids:
+            raise InputError(f"{path}:{line}: duplicate id {id_!r} (first at line {ids[id_]})")
+        ids[id_] = line
+        rows.append(Interval(id_, region, int(start), int(end), strand == "-", f"{path}:{line}"))
     if not rows:
         raise InputError(f"{path}: no coordinate rows")
     return rows
@@ -195,8 +205,11 @@ def rebuild(task_dir: str | Path, fastas: Sequence[str], out: str | Path) -> Pat
                 jobs[references[cls]].append((split, cls, interval))
 
     target = Path(out) / task_dir.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{task_dir.name}.", suffix=".tmp"))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{task_dir.name}.", suffix=".tmp"))
+    except OSError as e:
+        raise InputError(f"{target}: cannot create the output here ({os_error_message(e)})") from None
     try:
         for split in SPLITS:
             for cls in classes:
@@ -242,14 +255,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default=str(cache_root() / "genomic_benchmarks"),
                    help="output root (default: where dnax.data.downstream looks, <dnax cache>/genomic_benchmarks)")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> int:
         target = rebuild(task_folder(args.coords, args.task), args.fasta, args.out)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    counts = {split: sum(1 for _ in (target / split).rglob("*.txt")) for split in SPLITS}
-    print(f"wrote {target}: " + ", ".join(f"{split} {n}" for split, n in counts.items()))
-    return 0
+        counts = {split: sum(1 for _ in (target / split).rglob("*.txt")) for split in SPLITS}
+        print(f"wrote {target}: " + ", ".join(f"{split} {n}" for split, n in counts.items()))
+        return 0
+
+    return run_cli(body, interrupted="the task folder was left as it was; run the same command again")
 
 
 if __name__ == "__main__":

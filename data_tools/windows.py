@@ -57,19 +57,29 @@ class BedRow:
 
 
 def parse_bed(path: str | Path, chrom_lengths: Mapping[str, int] | None = None) -> list[BedRow]:
-    """Rows of a `chrom start end split` BED file (plain or gzip; whitespace separated; blank and `#` lines skipped).
+    """Rows of a `chrom start end split` BED file (plain or gzip; whitespace separated; blank, `#`, `track` and
+    `browser` lines skipped).
 
     With `chrom_lengths`, every row is also checked against it (`check_bed_row`); without, do that later, per
     chromosome, as lengths become known.
     """
-    from data_tools.fasta import open_maybe_gzip
+    from data_tools.fasta import GZIP_ERRORS, gzip_error, open_maybe_gzip
 
     path = Path(path)
     rows: list[BedRow] = []
+    line_no = 0
     with open_maybe_gzip(path) as f:
-        for line_no, raw in enumerate(f, 1):
+        lines = iter(f)
+        while True:
+            try:
+                raw = next(lines, None)
+            except GZIP_ERRORS as e:
+                raise gzip_error(path, line_no + 1, e) from None
+            if raw is None:
+                break
+            line_no += 1
             text = raw.decode("utf-8", "replace").strip()
-            if not text or text.startswith("#"):
+            if not text or text.startswith("#") or text.split(None, 1)[0] in ("track", "browser"):
                 continue
             cols = text.split()
             if len(cols) != 4:

@@ -16,11 +16,14 @@ def test_download_falls_back_to_mirror_and_cli(http_server, tmp_path, capsys):
     assert download(tmp_path / "m", files=files, progress=False)["f.bin"].read_bytes() == PAYLOAD
     assert main(["download", "--dir", str(tmp_path / "d"), "--base-url", server.base, "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert (tmp_path / "d" / BED_NAME).exists() and "next: python -m data_tools.fasta_to_mds" in out
+    assert (tmp_path / "d" / BED_NAME).exists() and "next: python -m data_tools.hg38 convert" in out
 
 
-def test_convert_subcommand(tmp_path, capsys):
+def test_convert_subcommand(tmp_path, capsys, monkeypatch):
     import gzip
+
+    monkeypatch.delenv("DNAX_HG38_MDS", raising=False)
+    monkeypatch.setenv("DNAX_CACHE", str(tmp_path / "cache"))  # the default --out: where training reads
 
     d = tmp_path / "hg38"
     d.mkdir()
@@ -29,6 +32,6 @@ def test_convert_subcommand(tmp_path, capsys):
     (d / BED_NAME).write_text("chr1\t0\t100\ttrain\nchr1\t100000\t131072\tvalid\n")
     assert main(["convert", "--dir", str(d), "--seq-len", str(2**17), "--workers", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "mode bed" in out and (tmp_path / "hg38_mds_131072" / "dnax_mds.json").exists()
+    assert "mode bed" in out and (tmp_path / "cache" / "hg38" / "mds_131072" / "dnax_mds.json").exists()
     assert main(["convert", "--dir", str(tmp_path / "none")]) == 2
     assert "run `python -m data_tools.hg38 download" in capsys.readouterr().err
