@@ -23,16 +23,20 @@ def os_error_message(e: OSError) -> str:
 def run_cli(body: Callable[[], int], *, errors: tuple[type[BaseException], ...] = (), interrupted: str = "") -> int:
     """Run a CLI `body` so that every expected failure ends in one `error: ...` line on stderr and exit status 2.
 
-    Caught: `InputError`, `errors`, and OSError (disk full, permission denied: `PATH: reason`). SIGTERM is turned
-    into KeyboardInterrupt for the duration, so that the tools' cleanup (temporary output removed) runs for a
-    `kill` or a job scheduler's stop as it does for Ctrl-C; an interruption prints `error: interrupted` and
-    `interrupted` (what was left) and returns 130.
+    Caught: `InputError`, `errors`, and OSError (disk full, permission denied: `PATH: reason`). For the duration,
+    SIGTERM and SIGINT raise KeyboardInterrupt (whatever handlers the process had, e.g. a Composer Trainer's, which
+    exit at once), so that the tools' cleanup (temporary output removed) runs for a `kill` or a job scheduler's stop
+    as it does for Ctrl-C; an interruption prints `error: interrupted` and `interrupted` (what was left) and returns
+    130. The previous handlers are put back afterwards.
     """
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
     main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
-    previous = signal.signal(signal.SIGTERM, on_term) if main_thread else None
+    previous = {}
+    if main_thread:
+        previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_term),
+                    signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
     try:
         return body()
     except (InputError, *errors) as e:
@@ -45,5 +49,5 @@ def run_cli(body: Callable[[], int], *, errors: tuple[type[BaseException], ...] 
         print(f"error: interrupted{'; ' + interrupted if interrupted else ''}", file=sys.stderr)
         return 130
     finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
