@@ -103,6 +103,7 @@ class SelectBestAndTest(Callback):
             _unwrap(state.model).load_state_dict(torch.load(best_path, map_location="cpu"))
         if self.test_dataloader is not None:
             self.test_metrics = evaluate(state, self.test_dataloader)
+        if self.test_metrics:  # None or {}: no test split, or an empty one (a custom task without a test file)
             logger.log_metrics({f"metrics/test/{k}": v for k, v in self.test_metrics.items()})
         if dist.get_global_rank() == 0:
             atomic_write_text(self.folder / RESULTS, json.dumps(self.results(state), indent=2) + "\n")
@@ -114,7 +115,7 @@ class SelectBestAndTest(Callback):
         return {"task": self.task, "seed": state.rank_zero_seed,
                 "lr": optimizer.defaults.get("lr") if optimizer is not None else None,
                 "metric": self.metric, "best_epoch": self.best_epoch, "best_batch": self.best_batch,
-                "val": val, "test": self.test_metrics, "history": self.history}
+                "val": val, "test": self.test_metrics or None, "history": self.history}
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -133,7 +134,8 @@ def real_samples(dataloader: Iterable) -> int | None:
 
 
 def evaluate(state: State, dataloader: Iterable) -> dict[str, float]:
-    """Every eval metric of `state.model` over the whole `dataloader` (fresh metric instances), in eval mode.
+    """Every eval metric of `state.model` over the whole `dataloader` (fresh metric instances), in eval mode; {}
+    when the dataloader has no examples (metrics of nothing would read as a score of 0).
 
     Under torch.distributed each process scores its share and torchmetrics sums (or gathers) the metric states
     across processes in `compute()`; the examples a `DistributedSampler` repeats to even out the shares are dropped
@@ -143,6 +145,7 @@ def evaluate(state: State, dataloader: Iterable) -> dict[str, float]:
     for m in metrics.values():
         m.reset()
     remaining = real_samples(dataloader)
+    seen = 0
     was_training = model.training
     model.eval()
     try:
@@ -155,10 +158,14 @@ def evaluate(state: State, dataloader: Iterable) -> dict[str, float]:
                     remaining -= min(size, remaining)
                     if not len(batch["labels"]):
                         continue
+                seen += len(batch["labels"])
                 batch = state.device.batch_to_device(batch)
                 outputs = model.eval_forward(batch)
                 for m in metrics.values():
                     model.update_metric(batch, outputs, m)
     finally:
         model.train(was_training)
+    dataset = getattr(dataloader, "dataset", None)  # the whole split (every process): all or none return early
+    if (len(dataset) if dataset is not None else seen) == 0:
+        return {}
     return {name: float(m.compute()) for name, m in metrics.items()}

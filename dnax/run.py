@@ -414,11 +414,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_user_error(e: BaseException) -> bool:
-    """Errors whose message is written for users: data_tools.InputError, the loaders' missing-data errors, the
+    """Errors whose message is written for users: data_tools.InputError, the loaders' missing-data errors (hg38
+    shards; a fine-tuning task's files, or the hub offline without a cache: TaskDataError), the
     object store's (unreachable, refused, no such bucket; a shard that cannot be downloaded), a reference model
     that cannot be fetched or does not fit (dnax.convert, dnax.download), and a trainer argument Composer rejects or
     a resumed checkpoint that does not fit (dnax.train)."""
     from dnax.convert import ConversionError
+    from dnax.data.downstream import TaskDataError
     from dnax.data.object_store import ObjectStoreError, ShardDownloadError
     from dnax.data.sources import BatchSizeError
     from dnax.download import DownloadError
@@ -429,7 +431,7 @@ def _is_user_error(e: BaseException) -> bool:
     except ImportError:
         InputError = ()  # noqa: N806
     return (isinstance(e, (InputError, ObjectStoreError, ShardDownloadError, ConversionError, DownloadError,
-                           CheckpointMismatchError, TrainerArgumentError, BatchSizeError))
+                           CheckpointMismatchError, TrainerArgumentError, BatchSizeError, TaskDataError))
             or (isinstance(e, FileNotFoundError) and "data_tools" in str(e)))
 
 

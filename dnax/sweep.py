@@ -8,27 +8,34 @@ Cells are experiments (matching the glob among the registered ones) x seeds x le
 `runs/NAME/TASK/lr<LR>/seed<S>/` (its `results.json` comes from `dnax.finetune.SelectBestAndTest`); without
 --seeds / --lrs the experiment module's `SWEEP` dict gives them. A cell whose `results.json` exists is skipped
 (rerun the same command to resume); a failed cell is recorded (`error.txt` in its run directory, a row in the
-table) without stopping the others, and is retried on the next run.
+table) without stopping the others, and is retried on the next run. The fiddlers and overrides are recorded in
+`runs/NAME/sweep.json`: resuming with others is refused (the finished cells were run with the recorded ones), so
+give a new --name. They are checked on one experiment per module before any cell starts. Ctrl-C (SIGINT) stops the
+sweep: running cells are interrupted, no new one starts, the summary lists what finished; rerun to resume.
 
 Written atomically into `runs/NAME/`: `results.csv` (one row per cell), `results.md` (mean ± std of the headline
 metric per task and learning rate; the best learning rate per task chosen on the validation mean) and `results.png`.
 Published numbers are shown beside a task's result where the experiment module defines
 `ANCHORS = {experiment name: [Anchor(label, value, metric), ...]}`, and only those whose metric is the metric the
 task's runs report (`results.md` lists the others as not comparable).
-Exit status: 0 when every cell has results, 1 when some failed, 2 for a bad command line.
+Exit status: 0 when every cell has results, 1 when some failed, 2 for a bad command line, 130 when interrupted.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import fnmatch
 import importlib
 import io
 import json
 import math
+import re
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +45,15 @@ from dnax.atomic import atomic_write_bytes, atomic_write_text
 from dnax.plotting import png_bytes, subplots
 
 RESULTS = "results.json"
+SWEEP_RECORD = "sweep.json"  # in runs/NAME/: the tokens every cell of the sweep runs with
+
+
+class SweepError(ValueError):
+    """A sweep that cannot start as asked (e.g. resuming with other fiddlers); one line."""
+
+
+class CellInterrupted(Exception):
+    """A cell stopped by SIGINT or SIGTERM: not a failure, it runs again when the sweep is resumed."""
 
 
 @dataclass(frozen=True)
@@ -122,9 +138,36 @@ def module_attr(experiment: str, name: str):
     return None
 
 
+_RUNNING: set[subprocess.Popen] = set()  # cell processes now running (interrupted with the sweep)
+_RUNNING_LOCK = threading.Lock()
+_PROGRESS_BAR = re.compile(r"\d+%\|")
+_INTERRUPTED_CODES = {-signal.SIGINT, -signal.SIGTERM, 128 + signal.SIGINT, 128 + signal.SIGTERM}
+
+
+def check_tokens(experiments: Sequence[str], tokens: Sequence[str]) -> None:
+    """Apply `tokens` (fiddlers, overrides) to the config of the first experiment of each module, as every cell
+    will (without building it): a ValueError naming the experiment when they do not apply, before any cell runs."""
+    from dnax.run import UsageError, mutate, resolve_experiment
+
+    checked: set[str] = set()
+    for experiment in experiments:
+        fn, module = resolve_experiment(experiment)
+        if module.__name__ in checked:
+            continue
+        checked.add(module.__name__)
+        try:
+            mutate(fn(), list(tokens), module)
+        except UsageError as e:
+            raise ValueError(f"{experiment}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - every cell would fail the same way: stop before running any
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise ValueError(f"{experiment} {' '.join(tokens)}: {type(e).__name__}: {first}") from None
+
+
 def run_cell_subprocess(cell: Cell, run_dir: Path, tokens: Sequence[str], sweep: str = "sweep") -> None:
     """Run one cell with `python -m dnax.run` in a fresh process (in the current directory, so it writes
-    `runs/<run name>`); output goes to `run_dir/log.txt`."""
+    `runs/<run name>`); output goes to `run_dir/log.txt`. Raises `CellInterrupted` when the process ends by
+    SIGINT/SIGTERM, RuntimeError (exit status and the log's last message line) on another failure."""
     import os
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -133,23 +176,98 @@ def run_cell_subprocess(cell: Cell, run_dir: Path, tokens: Sequence[str], sweep:
     cmd = [sys.executable, "-m", "dnax.run", cell.experiment, *tokens, f"seed({cell.seed})", f"lr({cell.lr!r})",
            f"trainer.run_name={cell.run_name(sweep)!r}"]
     with open(run_dir / "log.txt", "w") as log:
-        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        with _RUNNING_LOCK:
+            _RUNNING.add(proc)
+        try:
+            code = proc.wait()
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(proc)
+    if code in _INTERRUPTED_CODES:
+        raise CellInterrupted(f"exit status {code}")
     if code != 0:
-        tail = (run_dir / "log.txt").read_text(errors="replace").strip().splitlines()[-1:] or [""]
-        raise RuntimeError(f"exit status {code}: {tail[0][:300]}")
+        log_text = (run_dir / "log.txt").read_text(errors="replace")
+        raise RuntimeError(f"exit status {code}: {last_message_line(log_text)}")
+
+
+def last_message_line(log: str) -> str:
+    """The last line of a cell's log that is a message, not progress-bar output (`train  50%|███  | 1/2 [...]`,
+    terminal escapes), cut to 300 characters."""
+    for line in reversed(log.splitlines()):
+        line = line.strip()
+        if line and not _PROGRESS_BAR.search(line) and "\x1b" not in line:
+            return line[:300]
+    return ""
+
+
+def interrupt_running_cells() -> None:
+    """Send SIGINT to every cell process still running (a Ctrl-C in a terminal reaches them already; a signal
+    sent to the sweep process alone does not)."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for proc in running:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _signals_raise_keyboard_interrupt():
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread while the cells run (importing Composer, as
+    the experiment modules do, makes them `sys.exit` instead, which would skip the summary)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    def interrupt(signum, frame):  # noqa: E306
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def check_sweep_record(folder: Path, tokens: Sequence[str]) -> None:
+    """Record the sweep's tokens in `folder/sweep.json`; raises SweepError when it records other tokens (the
+    finished cells there were run with those, and would be taken as results of these)."""
+    record = folder / SWEEP_RECORD
+    if record.is_file():
+        try:
+            recorded = json.loads(record.read_text()).get("tokens")
+        except (ValueError, AttributeError):
+            raise SweepError(f"{record}: unreadable; delete it only if every cell under {folder} was run with "
+                             f"the fiddlers {list(tokens)}") from None
+        if recorded != list(tokens):
+            raise SweepError(f"{folder} holds a sweep run with {recorded} (recorded in {record}), not {list(tokens)}: "
+                             "give another --name, or the same fiddlers and overrides to resume it")
+        return
+    atomic_write_text(record, json.dumps({"tokens": list(tokens)}) + "\n")
 
 
 def run_sweep(cells: Sequence[Cell], *, sweep: str, cell_fn: CellFn, tokens: Sequence[str] = (), pool: int = 1,
               runs_root: str | Path = "runs") -> list[dict]:
-    """Run every cell without results (up to `pool` at once), then write the summary files. Returns the rows."""
+    """Run every cell without results (up to `pool` at once), then write the summary files. Returns the rows.
+
+    Raises SweepError when `runs_root/sweep` was run with other tokens. On KeyboardInterrupt no further cell starts,
+    running cell processes are interrupted, the summary of what finished is written, and KeyboardInterrupt is
+    raised again."""
     root = Path(runs_root)
+    check_sweep_record(root / sweep, tokens)
+    stop = threading.Event()
 
     def one(cell: Cell) -> tuple[str, str]:
         run_dir = root / cell.run_name(sweep)
         if (run_dir / RESULTS).is_file():
             return "cached", ""
+        if stop.is_set():
+            return "not run", "the sweep was interrupted"
         try:
             cell_fn(cell, run_dir, tokens)
+        except CellInterrupted:
+            stop.set()  # a cell stopped by SIGINT/SIGTERM: the sweep is being stopped
+            return "interrupted", "the sweep was interrupted"
         except Exception as e:  # noqa: BLE001 - recorded, the sweep goes on
             message = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
             atomic_write_text(run_dir / "error.txt", message + "\n")
@@ -159,11 +277,30 @@ def run_sweep(cells: Sequence[Cell], *, sweep: str, cell_fn: CellFn, tokens: Seq
         (run_dir / "error.txt").unlink(missing_ok=True)
         return "ok", ""
 
-    with ThreadPoolExecutor(max_workers=max(1, pool)) as executor:
-        outcomes = list(executor.map(one, cells))
+    executor = ThreadPoolExecutor(max_workers=max(1, pool))
+    interrupted = False
+    with _signals_raise_keyboard_interrupt():
+        futures = [executor.submit(one, cell) for cell in cells]
+        try:
+            for future in futures:
+                future.result()
+        except KeyboardInterrupt:
+            interrupted = True
+            stop.set()
+            interrupt_running_cells()
+        while True:
+            try:
+                executor.shutdown(wait=True)
+                break
+            except KeyboardInterrupt:  # another Ctrl-C while the running cells stop
+                interrupted = True
+                interrupt_running_cells()
+    outcomes = [f.result() for f in futures]
     rows = [collect_row(cell, root / cell.run_name(sweep), status, error)
             for cell, (status, error) in zip(cells, outcomes)]
     write_summary(rows, root / sweep, anchors=_anchors(cells))
+    if interrupted or any(status == "interrupted" for status, _ in outcomes):
+        raise KeyboardInterrupt
     return rows
 
 
@@ -212,7 +349,7 @@ def summarize(rows: list[dict]) -> list[dict]:
         done = [r for r in members if r["status"] in ("ok", "cached")]
         val, val_sd = _mean_std([float(r["val"]) for r in done])
         test, test_sd = _mean_std([float(r["test"]) for r in done])
-        out.append({"task": task, "lr": lr, "n": len(done), "failed": len(members) - len(done),
+        out.append({"task": task, "lr": lr, "n": len(done), "failed": sum(r["status"] == "failed" for r in members),
                     "metric": next((r["metric"] for r in done if r["metric"]), ""),
                     "val": val, "val_std": val_sd, "test": test, "test_std": test_sd, "best": False})
     for task in {s["task"] for s in out}:
@@ -313,10 +450,12 @@ def main(argv: list[str] | None = None, cell_fn: CellFn | None = None) -> int:
     parser.add_argument("tokens", nargs="*", help="fiddlers / overrides applied to every cell (e.g. sample)")
     parser.add_argument("--seeds", help="e.g. 0-4 or 1,3,5 (default: the module's SWEEP['seeds'])")
     parser.add_argument("--lrs", help="e.g. 1e-3,6e-4 (default: the module's SWEEP['lrs'])")
-    parser.add_argument("--pool", type=int, default=1, help="cells run at once (default 1)")
+    parser.add_argument("--pool", type=int, default=1, help="cells run at once (default 1, at least 1)")
     parser.add_argument("--name", help="sweep name: runs/NAME/ (default: from the pattern)")
     args = parser.parse_intermixed_args(argv)
     try:
+        if args.pool < 1:
+            raise ValueError(f"--pool {args.pool}: expected at least 1 (cells run at once)")
         experiments = matching_experiments(args.pattern)
         if not experiments:
             raise ValueError(f"no registered experiment matches {args.pattern!r} (see python -m dnax.run --list)")
@@ -328,6 +467,7 @@ def main(argv: list[str] | None = None, cell_fn: CellFn | None = None) -> int:
             if not seeds or not lrs:
                 raise ValueError(f"{exp}: give --seeds and --lrs (its module defines no SWEEP defaults)")
             cells += [Cell(exp, s, lr) for lr in lrs for s in seeds]
+        check_tokens(experiments, args.tokens)
     except ValueError as e:
         print(f"dnax.sweep: error: {e}", file=sys.stderr)
         return 2
@@ -336,7 +476,15 @@ def main(argv: list[str] | None = None, cell_fn: CellFn | None = None) -> int:
         def cell_fn(cell, run_dir, tokens):  # noqa: E306
             run_cell_subprocess(cell, run_dir, tokens, sweep=name)
     print(f"dnax.sweep: {len(cells)} cells -> runs/{name}", flush=True)
-    rows = run_sweep(cells, sweep=name, cell_fn=cell_fn, tokens=args.tokens, pool=args.pool)
+    try:
+        rows = run_sweep(cells, sweep=name, cell_fn=cell_fn, tokens=args.tokens, pool=args.pool)
+    except SweepError as e:
+        print(f"dnax.sweep: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dnax.sweep: interrupted; summary of the finished cells: runs/{name}/results.md; run the same command "
+              "to resume", file=sys.stderr, flush=True)
+        return 130
     failed = sum(r["status"] == "failed" for r in rows)
     print(f"dnax.sweep: {len(rows) - failed} cells with results, {failed} failed; summary: runs/{name}/results.md",
           flush=True)
@@ -344,4 +492,8 @@ def main(argv: list[str] | None = None, cell_fn: CellFn | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m dnax.sweep` runs this file as `__main__`, a second copy of the module; the experiment modules'
+    # ANCHORS hold `dnax.sweep.Anchor`s, so run the `dnax.sweep` module's main, whose Anchor is theirs
+    from dnax.sweep import main as _main
+
+    sys.exit(_main())

@@ -9,7 +9,8 @@ split drawn with the cell's seed, and the test split is scored once with the bes
 (`dnax.finetune.SelectBestAndTest`). Post-hoc RC conjoining (PH) by default, as the reference xLSTM runs.
 
 Fiddlers (command line: `python -m dnax.run experiments.genomic_benchmarks.human_nontata_promoters seed(3) lr(1e-3)`):
-`seed(n)`, `lr(x)`, `cnn`, `frozen`, `from_run(path)`, `from_reference(source)`, `sample`, `tiny`.
+`seed(n)`, `lr(x)`, `cnn`, `frozen`, `from_run(path)`, `from_reference(source)`, `custom(path, max_length)`,
+`data_dir(path)`, `sample`, `tiny`.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from composer.optim import CosineAnnealingWithWarmupScheduler
 
 from dnax import fiddlers, tags
 from dnax.callbacks import RunReport
-from dnax.data.downstream import TaskSpec, custom_task, task_dataloader
+from dnax.data.downstream import TaskDataError, TaskSpec, custom_task, load_task, task_dataloader
 from dnax.finetune import SelectBestAndTest
 from dnax.models.backbones.cnn import GenomicBenchmarksCNN
 from dnax.models.backbones.hyena import HyenaLM
@@ -200,6 +201,49 @@ def from_reference(cfg: fdl.Buildable, source: str) -> None:
     cfg.model.pretrained = str(path)
     if kwargs.get("rcps"):
         cfg.model.rc_mode = "ps"
+
+
+def custom(cfg: fdl.Buildable, path: str, max_length: int, metric: str = "mcc", sequence_column: str = "sequence",
+           label_column: str = "label") -> None:
+    """Your own data instead of the task (`dnax.data.downstream.custom_task`): `path` is a CSV/TSV/Parquet/FASTA
+    training file or a folder of train/dev/test files; longer sequences are cut to `max_length`. The files are
+    read here, so a problem in them ends the command with one line. Give it after `tiny`, which sets its own task."""
+    name = Path(path).stem.split(".")[0] if Path(path).is_file() else Path(path).name
+    try:
+        spec = custom_task(name, path, max_length=max_length, metric=metric, sequence_column=sequence_column,
+                           label_column=label_column)
+    except (TaskDataError, ValueError, TypeError) as e:
+        raise fiddlers.FiddlerError(f"custom({path!r}, ...): {e}") from None
+    task = fdl.Config(custom_task, name, path, sequence_column=sequence_column, label_column=label_column,
+                      max_length=int(max_length), metric=metric, num_classes=spec.num_classes)
+    for loader in _loaders(cfg):
+        loader.task = task
+    _set_task_length(cfg, int(max_length))
+    cfg.model.num_classes = spec.num_classes
+    for selector in _selectors(cfg):
+        selector.task, selector.metric = name, metric
+
+
+def data_dir(cfg: fdl.Buildable, path: str) -> None:
+    """Read the task from `path` on disk (Genomic Benchmarks layout `<task>/{train,test}/<class>/<id>.txt`, NT
+    `<task>/{train,test}.fna`) instead of the hub; checked here, so a missing or bad folder ends the command with
+    one line."""
+    for loader in _loaders(cfg):
+        if not isinstance(loader.task, str):
+            raise fiddlers.FiddlerError(f"data_dir({path!r}): this config's task is not a benchmark task read from "
+                                        "the hub (a custom or GUE task reads its own files)")
+        try:
+            load_task(loader.task, source="disk", data_dir=path, val_seed=loader.val_seed)
+        except TaskDataError as e:
+            raise fiddlers.FiddlerError(f"data_dir({path!r}): {e}") from None
+        loader.source, loader.data_dir = "disk", str(path)
+
+
+def _set_task_length(cfg: fdl.Buildable, length: int) -> None:
+    """The data and a from-scratch model at `length`; a pretrained backbone as `_at_task_length` allows."""
+    fiddlers.seq_len(cfg, length)
+    if cfg.model.pretrained is not None:
+        _at_task_length(cfg.model.backbone, length)
 
 
 def sample(cfg: fdl.Buildable) -> None:

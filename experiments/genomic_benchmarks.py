@@ -19,7 +19,7 @@ from dnax.data.downstream import GENOMIC_BENCHMARKS
 from dnax.sweep import Anchor
 from experiments.downstream import LR_SWEEP, finetune, register_tasks
 from experiments.downstream import (  # noqa: F401  fiddlers for dnax.run
-    cnn, frozen, from_reference, from_run, lr, sample, seed, tiny)
+    cnn, custom, data_dir, frozen, from_reference, from_run, lr, sample, seed, tiny)
 from experiments.hg38_xlstm import mlstm_backbone
 
 #: the reference protocol, read by `python -m dnax.sweep` when --seeds / --lrs are not given

@@ -24,7 +24,7 @@ from dnax.data.downstream import TaskSpec, custom_task
 from experiments.common import experiment
 from experiments.downstream import LR_SWEEP, _loaders, _selectors, finetune
 from experiments.downstream import (  # noqa: F401  fiddlers for dnax.run
-    cnn, frozen, from_reference, from_run, lr, sample, seed, tiny)
+    cnn, custom, data_dir, frozen, from_reference, from_run, lr, sample, seed, tiny)
 from experiments.hg38_xlstm import mlstm_backbone
 
 SWEEP = {"seeds": (1, 2, 3), "lrs": LR_SWEEP}
@@ -48,7 +48,7 @@ def gue_root() -> Path:
 
 def _task_config(folder: str) -> fdl.Config:
     if folder not in TASKS:
-        raise ValueError(f"unknown GUE task {folder!r} (known: {', '.join(TASKS)})")
+        raise _fiddlers.FiddlerError(f"unknown GUE task {folder!r} (known: {', '.join(TASKS)})")
     return fdl.Config(custom_task, "gue_" + folder.replace("/", "_"), str(gue_root() / folder),
                       max_length=TASKS[folder], metric="mcc", num_classes=2)
 

@@ -260,3 +260,10 @@ def test_an_interrupted_fine_tuning_run_resumes_with_its_selection_state(in_tmp)
     resumed = json.loads((in_tmp / "runs/r" / RESULTS).read_text())
     assert [h["batch"] for h in resumed["history"]] == [1, 2, 3]
     assert resumed["history"][:2] == first["history"]
+
+
+def test_an_empty_test_split_is_recorded_as_no_test_not_as_zero_scores(tmp_path):
+    """A custom task without a test file has an empty test split: results.json says so (test: null)."""
+    _, selector = fit(tmp_path, [], epochs=1)
+    results = json.loads((tmp_path / RESULTS).read_text())
+    assert results["test"] is None and results["val"]["MCC"] == selector.history[0]["MCC"]

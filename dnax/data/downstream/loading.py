@@ -71,6 +71,9 @@ def _assemble(task: TaskSpec, train: Rows, test: Rows, valid: Rows | None, where
     if task.collection != "custom" and len(class_names) != task.num_classes:
         raise TaskDataError(f"{where['train']}: task {task.name!r} has {task.num_classes} classes but the training "
                             f"data has {len(class_names)} ({', '.join(class_names)})")
+    if len(class_names) < 2:
+        raise TaskDataError(f"{where['train']}: every training label is {class_names[0]!r}; a classification task "
+                            "needs at least two classes (is the label column the right one?)")
     ids = {name: i for i, name in enumerate(class_names)}
     train_ex = _index(train, ids, where["train"])
     if valid is None:

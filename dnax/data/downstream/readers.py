@@ -52,7 +52,7 @@ def open_text(path: str | Path) -> io.TextIOBase:
     except OSError as e:
         raise TaskDataError(f"{path}: cannot open: {e.strerror or e}") from None
     raw = gzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")  # -sig: drops a BOM (Excel)
 
 
 def check_sequence(seq: str, where: str) -> str:
@@ -89,7 +89,8 @@ def read_table(path: str | Path, sequence_column: str, label_column: str, delimi
             header = [h.strip() for h in header]
             missing = [c for c in (sequence_column, label_column) if c not in header]
             if missing:
-                raise TaskDataError(f"{path}:1: no column {missing[0]!r} in the header (columns: {', '.join(header)})")
+                raise TaskDataError(f"{path}:1: no column {missing[0]!r} in the header (columns: {', '.join(header)})"
+                                    f"{_delimiter_hint(header, delimiter)}")
             seq_i, label_i = header.index(sequence_column), header.index(label_column)
             for fields in reader:
                 line = reader.line_num
@@ -107,6 +108,16 @@ def read_table(path: str | Path, sequence_column: str, label_column: str, delimi
     if not rows:
         raise TaskDataError(f"{path}: no data rows")
     return rows
+
+
+def _delimiter_hint(header: list[str], delimiter: str) -> str:
+    """'; ...' when a one-column header looks delimited by the other of comma and tab (a .tsv with commas)."""
+    other = {",": "\t", "\t": ","}.get(delimiter)
+    if len(header) == 1 and other and other in header[0]:
+        names = {",": "comma", "\t": "tab"}
+        return (f"; the header looks {names[other]}-separated, but this file type is read "
+                f"{names[delimiter]}-separated (name it {'.csv' if other == ',' else '.tsv'})")
+    return ""
 
 
 def read_parquet(path: str | Path, sequence_column: str, label_column: str) -> Rows:

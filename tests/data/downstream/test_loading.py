@@ -227,3 +227,14 @@ def test_hub_label_out_of_range_is_an_error(monkeypatch):
         s: datasets.Dataset.from_dict({"seq": ["ACGT"], "label": [5]}) for s in ("train", "test")}))
     with pytest.raises(TaskDataError, match=r"hub task 'human_ocr_ensembl' train row 1: label 5 is not one of 0..1"):
         load_task("human_ocr_ensembl")
+
+
+def test_a_custom_task_with_one_class_is_refused(tmp_path):
+    import pytest
+
+    from dnax.data.downstream import TaskDataError, custom_task
+
+    (tmp_path / "one.csv").write_text("sequence,label\n" + "ACGTACGT,pos\n" * 12)
+    with pytest.raises(TaskDataError, match=r"one.csv: every training label is 'pos'; a classification task needs "
+                                            "at least two classes"):
+        custom_task("one", tmp_path / "one.csv", max_length=8)

@@ -100,3 +100,24 @@ def test_label_in_test_file_but_not_in_train_is_named(tmp_path):
     task = custom_task("t", tmp_path / "train.csv", test_path=tmp_path / "test.csv", max_length=8, num_classes=2)
     with pytest.raises(TaskDataError, match=r"test\.csv:3: label 'c' does not occur in the training data"):
         load_task(task)
+
+
+def test_a_csv_with_a_byte_order_mark_reads_its_header(tmp_path):
+    """Spreadsheet programs save CSV as UTF-8 with a BOM; the first column is still `sequence`."""
+    from dnax.data.downstream.readers import read_labelled
+
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffsequence,label\nacgtN,1\n".encode())
+    assert read_labelled(path) == [("acgtN", "1", 2)]
+
+
+def test_a_table_with_the_other_delimiter_is_named_in_the_error(tmp_path):
+    import pytest
+
+    from dnax.data.downstream import TaskDataError
+    from dnax.data.downstream.readers import read_labelled
+
+    (tmp_path / "commas.tsv").write_text("sequence,label\nACGT,1\n")
+    with pytest.raises(TaskDataError, match=r"commas.tsv:1: no column 'sequence' .*comma-separated, but this file "
+                                            r"type is read tab-separated \(name it .csv\)$"):
+        read_labelled(tmp_path / "commas.tsv")
