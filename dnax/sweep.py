@@ -23,7 +23,6 @@ Exit status: 0 when every cell has results, 1 when some failed, 2 for a bad comm
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import fnmatch
 import importlib
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from dnax.atomic import atomic_write_bytes, atomic_write_text
+from dnax.interrupts import signals_raise_keyboard_interrupt
 from dnax.plotting import png_bytes, subplots
 
 RESULTS = "results.json"
@@ -211,24 +211,6 @@ def interrupt_running_cells() -> None:
             proc.send_signal(signal.SIGINT)
 
 
-@contextlib.contextmanager
-def _signals_raise_keyboard_interrupt():
-    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread while the cells run (importing Composer, as
-    the experiment modules do, makes them `sys.exit` instead, which would skip the summary)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    def interrupt(signum, frame):  # noqa: E306
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def check_sweep_record(folder: Path, tokens: Sequence[str]) -> None:
     """Record the sweep's tokens in `folder/sweep.json`; raises SweepError when it records other tokens (the
     finished cells there were run with those, and would be taken as results of these)."""
@@ -279,7 +261,7 @@ def run_sweep(cells: Sequence[Cell], *, sweep: str, cell_fn: CellFn, tokens: Seq
 
     executor = ThreadPoolExecutor(max_workers=max(1, pool))
     interrupted = False
-    with _signals_raise_keyboard_interrupt():
+    with signals_raise_keyboard_interrupt():
         futures = [executor.submit(one, cell) for cell in cells]
         try:
             for future in futures:
