@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
@@ -66,13 +67,20 @@ def _decode(v: Any) -> Any:
 
 def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
     """Write `directory/model.safetensors` and `directory/config.json` atomically, replacing an earlier
-    `save_pretrained` directory there; anything else at `directory` (a file, a folder with other contents) is
-    refused with FileExistsError, never deleted."""
+    `save_pretrained` directory there; anything else at `directory` (a file, a folder with other contents, an
+    earlier output beside files of yours) is refused with FileExistsError, never deleted. A `torch.compile`d
+    backbone is saved as the module it compiled."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile's OptimizedModule wraps the backbone
     directory = Path(directory)
     if directory.exists() and not is_pretrained_dir(directory) and not (
             directory.is_dir() and not any(directory.iterdir())):
         raise FileExistsError(f"{directory}: exists and is not a dnax pretrained directory; not replacing it "
                               "(choose another path, or remove it first)")
+    extra = sorted(p.name for p in directory.iterdir() if p.name not in (WEIGHTS, CONFIG)) if directory.is_dir() else []
+    if extra:
+        raise FileExistsError(f"{directory}: an earlier output, but it also holds {', '.join(extra[:3])}"
+                              f"{', ...' if len(extra) > 3 else ''}; not replacing it (move them, or choose another "
+                              "path)")
     cls = type(model)
     config = {"format": FORMAT, "version": VERSION, "class": f"{cls.__module__}.{cls.__qualname__}",
               "kwargs": {k: _encode(v, k) for k, v in init_kwargs(model).items()}}
@@ -123,19 +131,46 @@ def from_pretrained(directory: str | os.PathLike, map_location: str | torch.devi
     `m_backend="auto"`) and load its weights strictly. Returns it in eval mode."""
     cls, kwargs = pretrained_spec(directory)
     kwargs.update(overrides)
+    device = torch.device(map_location)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"from_pretrained: map_location {str(map_location)!r}, but CUDA is not available here")
     model = cls(**kwargs)
-    load_model(model, str(Path(directory) / WEIGHTS), strict=True, device=str(map_location))  # raises on any mismatch
+    w_path = Path(directory) / WEIGHTS
+    try:
+        load_model(model, str(w_path), strict=True, device=str(device))  # raises on any mismatch
+    except SafetensorError as e:
+        raise ValueError(f"{w_path}: not a readable safetensors file ({e}); save it again") from None
+    except RuntimeError as e:  # missing / unexpected / mis-shaped keys: the weights are not this config's model
+        raise RuntimeError(f"{w_path}: does not fit {cls.__name__} as config.json describes it: {e}") from None
     return model.eval()
 
 
 def pretrained_spec(directory: str | os.PathLike) -> tuple[type, dict[str, Any]]:
     """The backbone class and constructor arguments a `save_pretrained` directory records (no weights read)."""
     directory = Path(directory)
+    if directory.is_file():
+        raise NotADirectoryError(f"{directory}: a file; give the directory that save_pretrained wrote")
     cfg_path, w_path = directory / CONFIG, directory / WEIGHTS
     for p in (cfg_path, w_path):
         if not p.is_file():
             raise FileNotFoundError(f"{p}: missing (not a dnax pretrained directory)")
-    config = json.loads(cfg_path.read_text())
-    if config.get("format") != FORMAT:
-        raise ValueError(f"{cfg_path}: not a dnax pretrained config (format {config.get('format')!r})")
-    return _import(config["class"]), _decode(config["kwargs"])
+    try:
+        config = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{cfg_path}: not valid JSON ({e})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        found = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise ValueError(f"{cfg_path}: not a dnax pretrained config (format {found!r})")
+    if not isinstance(config.get("version"), int) or config["version"] > VERSION:
+        raise ValueError(f"{cfg_path}: format version {config.get('version')!r}, this dnax reads up to {VERSION} "
+                         "(written by a newer dnax?)")
+    name, kwargs = config.get("class"), config.get("kwargs")
+    try:
+        cls = _import(name)
+    except (TypeError, ValueError, ImportError, AttributeError) as e:
+        raise ValueError(f"{cfg_path}: class {name!r} cannot be imported ({e})") from None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):  # never call an arbitrary callable from a file
+        raise ValueError(f"{cfg_path}: class {name!r} is not a torch.nn.Module subclass; not calling it")
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{cfg_path}: 'kwargs' must be a JSON object, got {type(kwargs).__name__}")
+    return cls, _decode(kwargs)

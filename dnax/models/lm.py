@@ -39,6 +39,9 @@ class DnaLM(ComposerModel):
     def __init__(self, backbone: nn.Module, objective: Callable[..., tuple[torch.Tensor, torch.Tensor]],
                  autocast_dtype: Literal["bfloat16", "float16"] | None = None):
         super().__init__()
+        if not callable(objective):
+            raise TypeError(f"DnaLM: objective must be callable, e.g. dnax.models.objectives.MaskedLM() or CausalLM(), "
+                            f"got {objective!r}")
         self.backbone = backbone
         self.objective = objective
         self.autocast_dtype = autocast_dtype
@@ -62,7 +65,7 @@ class DnaLM(ComposerModel):
         inputs, targets = self.objective(batch, self.training)
         with self._autocast(inputs.device.type):
             logits = self.backbone(inputs)
-        return LMOutput(logits.float(), inputs, targets)
+        return LMOutput(logits.float(), inputs, targets.long())  # cross-entropy takes int64 targets only
 
     def loss(self, outputs: LMOutput, batch: Any) -> torch.Tensor:
         """Mean cross-entropy over the scored positions of the *global* batch: with several processes the local sum

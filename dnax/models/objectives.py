@@ -75,6 +75,15 @@ class MaskedLM:
 
     causal: bool = False
 
+    def __post_init__(self):
+        if not 0.0 < self.mlm_probability <= 1.0:
+            raise ValueError(f"MaskedLM: mlm_probability must be in (0, 1], got {self.mlm_probability}")
+        if min(self.mask_prob, self.random_prob) < 0.0 or self.mask_prob + self.random_prob > 1.0:
+            raise ValueError(f"MaskedLM: mask_prob {self.mask_prob} and random_prob {self.random_prob} must be >= 0 "
+                             "and sum to at most 1 (the rest stays unchanged)")
+        if self.random_tokens not in ("vocab", "nucleotides"):
+            raise ValueError(f"MaskedLM: random_tokens must be 'vocab' or 'nucleotides', got {self.random_tokens!r}")
+
     @property
     def n_random_choices(self) -> int:
         return tk.VOCAB_SIZE if self.random_tokens == "vocab" else 4

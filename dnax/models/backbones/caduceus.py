@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from dnax.models.backbones.mamba import MambaBlock, make_norm, padded_vocab_size
+from dnax.models.input_ids import check_input_ids
 from dnax.models.layers.mamba import (
     Mamba,
     mamba_lm_init_,
@@ -255,7 +256,7 @@ class CaduceusLM(nn.Module):
 
     def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, L) ids -> (B, L, d_model) after norm_f; RCPS: (B, L, 2 d_model), reference layout."""
-        return self.caduceus.backbone(input_ids)
+        return self.caduceus.backbone(check_input_ids(input_ids, self.vocab_size, type(self).__name__))
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, L) ids -> (B, L, padded vocab) logits."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dnax.models.input_ids import check_input_ids
+
 
 class GenomicBenchmarksCNN(nn.Module):
     """Args: `max_length` (the padded input length), `vocab_size`, `embedding_dim` (100 in the paper's
@@ -46,6 +48,7 @@ class GenomicBenchmarksCNN(nn.Module):
 
     def sequence_features(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, max_length) token ids -> (B, d_output)."""
+        input_ids = check_input_ids(input_ids, self.embeddings.num_embeddings, type(self).__name__, allow_empty=True)
         if input_ids.shape[-1] != self.max_length:
             raise ValueError(f"GenomicBenchmarksCNN expects inputs padded to max_length {self.max_length}, "
                              f"got length {input_ids.shape[-1]}")

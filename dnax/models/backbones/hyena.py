@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from dnax.models.input_ids import check_input_ids
 from dnax.models.layers.hyena import ExponentialModulation, HyenaFilter, HyenaOperator, PositionalEmbedding, Sin
 
 _RESET_OWN = (nn.Linear, nn.Conv1d, nn.Embedding, nn.LayerNorm, HyenaFilter, Sin, PositionalEmbedding,
@@ -232,9 +233,8 @@ class HyenaLM(nn.Module):
 
     def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, L) token ids -> (B, L, d_model) after ln_f."""
-        if input_ids.dim() != 2:
-            raise ValueError(f"HyenaLM: input_ids must be (B, L), got shape {tuple(input_ids.shape)}")
-        return self.backbone(input_ids)
+        num_embeddings = self.backbone.embeddings.word_embeddings.num_embeddings
+        return self.backbone(check_input_ids(input_ids, num_embeddings, type(self).__name__))
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, L) token ids -> (B, L, V_pad) logits."""

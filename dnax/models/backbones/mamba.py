@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dnax.models.input_ids import check_input_ids
 from dnax.models.layers.mamba import Mamba, RMSNorm, mamba2_mixer, mamba_lm_init_, reset_module_parameters_
 
 
@@ -125,7 +126,7 @@ class MambaLM(nn.Module):
 
     def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, L) token ids -> (B, L, d_model) after norm_f."""
-        return self.backbone(input_ids)
+        return self.backbone(check_input_ids(input_ids, self.vocab_size, type(self).__name__))
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, L) token ids -> (B, L, padded vocab) logits."""

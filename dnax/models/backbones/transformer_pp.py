@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from dnax.models.input_ids import check_input_ids
 from dnax.models.layers.attention import Attention, RMSNorm, SwiGLU, swiglu_hidden_dim
 from dnax.models.layers.common import rope_cos_sin
 
@@ -126,8 +127,7 @@ class TransformerPPLM(nn.Module):
 
     def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, L) token ids, any L -> (B, L, d_model) after the final norm."""
-        if input_ids.dim() != 2:
-            raise ValueError(f"TransformerPPLM: input_ids must be (batch, length), got shape {list(input_ids.shape)}")
+        input_ids = check_input_ids(input_ids, self.vocab_size, type(self).__name__)
         cos, sin = rope_cos_sin(self.head_dim, input_ids.shape[1], self.rope_theta, device=input_ids.device)
         h = self.dropout(self.tok_embeddings(input_ids))
         for layer in self.layers:

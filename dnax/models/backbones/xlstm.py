@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from dnax.models.input_ids import check_input_ids
 from dnax.models.layers.common import LayerNorm, ScaledSinusoidalEmbedding, small_init_
 from dnax.models.layers.mlstm import Backend, MLSTMLayer
 
@@ -239,6 +240,7 @@ class XLSTMLM(nn.Module):
 
     def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, L) token ids -> (B, L, d_model) after `post_blocks_norm`; RCPS: (B, L, 2 d_model), reference layout."""
+        input_ids = check_input_ids(input_ids, self.vocab_size, type(self).__name__)
         return self.xlstm_block_stack(self.token_embedding(input_ids))
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:

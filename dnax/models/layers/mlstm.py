@@ -438,6 +438,14 @@ class MLSTMLayer(nn.Module):
         super().__init__()
         mult = proj_factor * embedding_dim / round_proj_up_to_multiple_of
         inner = int((math.ceil(mult) if round_proj_up_dim_up else math.floor(mult)) * round_proj_up_to_multiple_of)
+        if inner == 0:
+            raise ValueError(f"mLSTM: proj_factor {proj_factor} x embedding_dim {embedding_dim} rounds down to an "
+                             f"inner dim of 0 (multiples of {round_proj_up_to_multiple_of}); use embedding_dim >= "
+                             f"{math.ceil(round_proj_up_to_multiple_of / proj_factor)}")
+        for what, n in (("num_heads", num_heads), ("qkv_proj_blocksize", qkv_proj_blocksize)):
+            if n < 1 or inner % n:
+                raise ValueError(f"mLSTM: {what} {n} must divide the inner dim {inner} "
+                                 f"(proj_factor {proj_factor} x embedding_dim {embedding_dim}, rounded)")
         self.embedding_dim, self.inner_dim, self.init_num_blocks = embedding_dim, inner, init_num_blocks
         self.proj_up = nn.Linear(embedding_dim, 2 * inner, bias=bias)
         n_proj_heads = inner // qkv_proj_blocksize

@@ -374,6 +374,8 @@ class SLSTMLayer(nn.Module):
                  backend: Backend = "auto", position_embeddings: bool = False, context_length: int | None = None,
                  cuda_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16", rc_head_flip: bool = True):
         super().__init__()
+        if num_heads < 1 or embedding_dim % num_heads:
+            raise ValueError(f"sLSTM: num_heads {num_heads} must divide embedding_dim {embedding_dim}")
         self.embedding_dim, self.num_heads, self.context_length = embedding_dim, num_heads, context_length
         self.rc_head_flip = rc_head_flip
         self.conv1d_kernel_size = conv1d_kernel_size

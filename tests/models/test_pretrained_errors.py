@@ -1,0 +1,77 @@
+"""`dnax.pretrained` misused: damaged or foreign directories are named, user files are never deleted, a compiled
+backbone saves as its module."""
+import json
+
+import pytest
+import torch
+
+from dnax.models.backbones.xlstm import XLSTMLM
+from dnax.pretrained import from_pretrained, save_pretrained
+
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(0)
+    model = XLSTMLM(d_model=32, n_layer=1).eval()
+    return model, save_pretrained(model, tmp_path / "m")
+
+
+def _edit_config(directory, **changes):
+    cfg = json.loads((directory / "config.json").read_text())
+    cfg.update(changes)
+    (directory / "config.json").write_text(json.dumps(cfg))
+
+
+@pytest.mark.parametrize("damage, error, message", [
+    (lambda d: (d / "model.safetensors").write_bytes(b"garbage"), ValueError,
+     "model.safetensors: not a readable safetensors file"),
+    (lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:500]), ValueError,
+     "model.safetensors: not a readable safetensors file"),
+    (lambda d: (d / "config.json").write_text("{not json"), ValueError, r"config.json: not valid JSON"),
+    (lambda d: (d / "config.json").write_text("[1]"), ValueError, "config.json: not a dnax pretrained config"),
+    (lambda d: _edit_config(d, version=2), ValueError, "config.json: format version 2, this dnax reads up to 1"),
+    (lambda d: _edit_config(d, **{"class": "dnax.models.backbones.xlstm.Nope"}), ValueError,
+     r"config.json: class 'dnax.models.backbones.xlstm.Nope' cannot be imported"),
+    (lambda d: _edit_config(d, **{"class": "dnax.models.backbones.nope.XLSTMLM"}), ValueError,
+     "cannot be imported"),
+    (lambda d: _edit_config(d, **{"class": "subprocess.run"}), ValueError,
+     r"class 'subprocess.run' is not a torch.nn.Module subclass; not calling it"),
+    (lambda d: _edit_config(d, kwargs=[1]), ValueError, "'kwargs' must be a JSON object, got list"),
+    (lambda d: _edit_config(d, kwargs={**json.loads((d / "config.json").read_text())["kwargs"], "d_model": 64}),
+     RuntimeError, r"model.safetensors: does not fit XLSTMLM as config.json describes it"),
+], ids=["garbage_weights", "truncated_weights", "bad_json", "not_an_object", "newer_version", "unknown_class",
+        "unknown_module", "not_a_module", "kwargs_not_object", "weights_of_another_size"])
+def test_damaged_directory_is_named(saved, damage, error, message):
+    _, d = saved
+    damage(d)
+    with pytest.raises(error, match=message) as info:
+        from_pretrained(d)
+    assert str(d) in str(info.value)
+
+
+def test_a_file_or_cuda_without_a_gpu_is_named(saved):
+    _, d = saved
+    with pytest.raises(NotADirectoryError, match="config.json: a file; give the directory"):
+        from_pretrained(d / "config.json")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="map_location 'cuda', but CUDA is not available here"):
+            from_pretrained(d, map_location="cuda")
+
+
+def test_save_never_deletes_files_beside_an_earlier_output(saved):
+    model, d = saved
+    (d / "README.md").write_text("my notes")
+    before = (d / "model.safetensors").read_bytes()
+    with pytest.raises(FileExistsError, match="an earlier output, but it also holds README.md; not replacing it"):
+        save_pretrained(XLSTMLM(d_model=64, n_layer=1), d)
+    assert (d / "README.md").read_text() == "my notes" and (d / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in d.parent.iterdir()) == ["m"]  # no temporary directory left
+
+
+def test_compiled_backbone_saves_as_its_module(tmp_path, saved):
+    model, _ = saved
+    d = save_pretrained(torch.compile(model), tmp_path / "compiled")
+    assert json.loads((d / "config.json").read_text())["class"] == "dnax.models.backbones.xlstm.XLSTMLM"
+    ids = torch.randint(7, 11, (2, 8))
+    with torch.no_grad():
+        assert torch.equal(from_pretrained(d)(ids), model(ids))
