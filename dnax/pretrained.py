@@ -26,6 +26,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from dnax.atomic import current_umask
+
 FORMAT, VERSION = "dnax-pretrained", 1
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
@@ -86,8 +88,7 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
               "kwargs": {k: _encode(v, k) for k, v in init_kwargs(model).items()}}
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = current_umask()
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the result should look like a plain mkdir
     try:
         save_model(model, str(tmp / WEIGHTS), metadata={"format": "pt"})
