@@ -8,16 +8,19 @@ One forward at `--batch x --length` under bf16 autocast (CPU autocast mirrors CU
 linearly to `--target` tokens: the dominant term of a GPU step's peak memory, without a GPU (on an H100 the
 plain native-bidirectional chunkwise 2M model counted 27.9 GiB here before the bf16 layer fixes against 28.5 GiB
 peak measured there). Not counted: parameters, gradients, optimizer state (a few MiB for these models) and what a
-backward holds transiently (e.g. one recomputed cell). Results: `benchmarks/results/activation_memory.{json,md}`.
+backward holds transiently (e.g. one recomputed cell). Results: `benchmarks/results/activation_memory.{json,md}`
+(`--out-dir` for another folder).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import time
 from pathlib import Path
 
-from benchmarks.train_step import ALL_MODES, build_model
+from benchmarks.machine import cpu_model, positive_int
+from benchmarks.train_step import ALL_MODES, XLSTM_2M, build_model
 from dnax.atomic import atomic_write_text
 
 RESULTS = Path(__file__).parent / "results"
@@ -43,34 +46,54 @@ def saved_bytes(mode: str, m_backend: str | None, batch: int, length: int, dtype
     return sum(saved.values())
 
 
+def batch_by_length(text: str) -> tuple[int, int]:
+    """argparse type: 'BxS' (e.g. 4x32768), both >= 1."""
+    try:
+        b, s = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected BATCHxLENGTH such as 4x32768, got {text!r}") from None
+    if b < 1 or s < 1:
+        raise argparse.ArgumentTypeError(f"batch and length must be >= 1, got {text!r}")
+    return b, s
+
+
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.activation_memory", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=ALL_MODES, action="append")
-    p.add_argument("--m-backend", default="chunkwise")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--length", type=int, default=4096)
+    p.add_argument("--m-backend", default="chunkwise", choices=["parallel", "chunkwise", "kernel", "auto"],
+                   help="mLSTM backend of the xlstm_2m_* modes (the other modes run their own default)")
+    p.add_argument("--batch", type=positive_int, default=1)
+    p.add_argument("--length", type=positive_int, default=4096)
     p.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
-    p.add_argument("--target", default="4x32768", help="B x S to scale to")
+    p.add_argument("--target", default="4x32768", type=batch_by_length, help="B x S to scale to")
+    p.add_argument("--out-dir", type=Path, default=RESULTS, help="folder of the results (default: %(default)s)")
     args = p.parse_args(argv)
-    tb, ts = (int(v) for v in args.target.lower().split("x"))
-    cases = [(m, args.m_backend) for m in args.mode] if args.mode else DEFAULT_CASES
+    (tb, ts), target = args.target, "x".join(map(str, args.target))
+    # build_model applies an mLSTM backend to the xlstm_2m_* modes only: the others are labelled with none
+    cases = ([(m, args.m_backend if m in XLSTM_2M else None) for m in args.mode] if args.mode
+             else DEFAULT_CASES)
     rows = []
     for mode, backend in cases:
         n = saved_bytes(mode, backend, args.batch, args.length, args.dtype)
         per_token = n / (args.batch * args.length)
         rows.append(dict(mode=mode, m_backend=backend, dtype=args.dtype, measured_at=f"{args.batch}x{args.length}",
                          saved_mib=round(n / 2**20, 1), bytes_per_token=round(per_token),
-                         target=args.target, target_gib=round(per_token * tb * ts / 2**30, 2)))
+                         target=target, target_gib=round(per_token * tb * ts / 2**30, 2)))
         print(json.dumps(rows[-1]), flush=True)
+    import torch
+
+    machine = f"{cpu_model()}, torch {torch.__version__}, Python {platform.python_version()}"
     lines = [f"Saved activations of one forward (autograd's saved tensors, each storage once), {args.dtype} autocast, "
-             f"{time.strftime('%Y-%m-%d')}, scaled linearly to {args.target}", "",
-             f"| mode | mLSTM backend | measured at | bytes per token | at {args.target} (GiB) |",
+             f"{time.strftime('%Y-%m-%d')}, scaled linearly to {target}; counted on {machine}", "",
+             f"| mode | mLSTM backend | measured at | bytes per token | at {target} (GiB) |",
              "|---|---|---|---:|---:|"]
-    lines += [f"| {r['mode']} | {r['m_backend']} | {r['measured_at']} | {r['bytes_per_token']:,} | {r['target_gib']} |"
-              for r in rows]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(RESULTS / "activation_memory.json", json.dumps(rows, indent=1) + "\n")
-    atomic_write_text(RESULTS / "activation_memory.md", "\n".join(lines) + "\n")
+    lines += [f"| {r['mode']} | {r['m_backend'] or '-'} | {r['measured_at']} | {r['bytes_per_token']:,} | "
+              f"{r['target_gib']} |" for r in rows]
+    for r in rows:
+        r["machine"] = machine
+    atomic_write_text(args.out_dir / "activation_memory.json", json.dumps(rows, indent=1) + "\n")
+    atomic_write_text(args.out_dir / "activation_memory.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

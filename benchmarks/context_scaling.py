@@ -9,16 +9,18 @@ is its own) at batch = tokens // length, so every length trains the same number 
 `500k` (default) and `2m`: causal, flip-and-add and native bidirectional mLSTM of the DNA-xLSTM 500k / 2M model;
 `backbones`: Mamba, Mamba2, Caduceus-PH/PS, Transformer++ and HyenaDNA as their hg38 experiments build them, at
 the context length of each point. Results: `benchmarks/results/context_scaling_<device>.{json,md,png}` (500k),
-`context_scaling_<size>_<device>.*` (other sets); `--replot` redraws from the JSON.
+`context_scaling_<size>_<device>.*` (other sets; `--out-dir` for another folder); `--replot` redraws from the JSON.
+Exit status 1 when a point failed (its row holds the error; nothing is written when none ran).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-from benchmarks.machine import cpu_model
+from benchmarks.machine import check_device, device_name, positive_int
 from benchmarks.plots import two_panels
 from benchmarks.train_step import run_config
 from dnax.atomic import atomic_write_text
@@ -38,22 +40,28 @@ def plot(rows: list[dict], title: str, out: Path) -> None:
                title, out)
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.context_scaling", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--size", default="500k", choices=list(MODES))
-    p.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384, 32768])
-    p.add_argument("--tokens", type=int, default=32768, help="tokens per step (batch = tokens // length)")
-    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--lengths", type=positive_int, nargs="+", default=[1024, 4096, 16384, 32768])
+    p.add_argument("--tokens", type=positive_int, default=32768,
+                   help="tokens per step (batch = tokens // length, at least 1)")
+    p.add_argument("--steps", type=positive_int, default=2)
     p.add_argument("--timeout", type=float, default=900)
     p.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON only")
+    p.add_argument("--out-dir", type=Path, default=RESULTS, help="folder of the results (default: %(default)s)")
     args = p.parse_args(argv)
-    stem = RESULTS / ("context_scaling_" + ("" if args.size == "500k" else f"{args.size}_") + args.device)
+    stem = args.out_dir / ("context_scaling_" + ("" if args.size == "500k" else f"{args.size}_") + args.device)
     if args.replot:
+        if not stem.with_suffix(".json").is_file():
+            p.error(f"--replot: no results to redraw at {stem.with_suffix('.json')}")
         payload = json.loads(stem.with_suffix(".json").read_text())
         plot(payload["results"], payload["title"], stem.with_suffix(".png"))
-        return
+        return 0
+    check_device(p, args.device)
     rows = []
     for length in args.lengths:
         for mode in MODES[args.size]:
@@ -61,9 +69,13 @@ def main(argv=None) -> None:
                              timeout=args.timeout)
             rows.append(row)
             print(json.dumps(row), flush=True)
+    failed = [r for r in rows if r.get("error")]
+    if len(failed) == len(rows):
+        print(f"no point ran, nothing written; the first error: {failed[0]['error']}", file=sys.stderr)
+        return 1
     import torch
 
-    device = torch.cuda.get_device_name() if args.device == "cuda" else cpu_model()
+    device = device_name(args.device)
     title = (f"{TITLES[args.size]}, {args.tokens:,} tokens/step, {args.dtype}, "
              f"{device}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")
     lines = [title, "", "| length | mode | parameters | batch | tokens/s | peak memory (GiB) | load |",
@@ -73,12 +85,14 @@ def main(argv=None) -> None:
         params = f"{r['params']:,}" if "params" in r else ""
         lines.append(f"| {r['length']} | {r['mode']} | {params} | {r['batch']} | {tps} | {r['peak_mem_gib']} | "
                      f"{r['load_avg_1min']} |")
-    RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stem.with_suffix(".json"), json.dumps({"title": title, "results": rows}, indent=1) + "\n")
     atomic_write_text(stem.with_suffix(".md"), "\n".join(lines) + f"\n\n![plot]({stem.name}.png)\n")
     plot(rows, title, stem.with_suffix(".png"))
     print("\n".join(lines))
+    if failed:
+        print(f"{len(failed)} of {len(rows)} points failed (their rows hold the error)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,7 +6,7 @@
 Times `random_reverse_complement` + `MaskedLM(train_seed=...)` on one batch shaped like the pretraining loader's
 (int64 ids and window keys), the median of `--reps` after a warm-up, and prints it beside the tokens/s it would
 cap a train step at. This is the work issue 7 suggests fusing into one kernel; the numbers say whether it matters.
-Results: `benchmarks/results/data_step_<device>.{json,md}`.
+Results: `benchmarks/results/data_step_<device>.{json,md}` (`--out-dir` for another folder).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from benchmarks.machine import median_seconds
+from benchmarks.machine import check_device, device_name, median_seconds, positive_int
 from dnax.atomic import atomic_write_text
 
 RESULTS = Path(__file__).parent / "results"
@@ -42,26 +42,28 @@ def measure(device: str, batch: int, length: int, reps: int) -> dict:
     step()
     sync()
     ms = median_seconds(step, reps, sync) * 1e3
-    return dict(device=torch.cuda.get_device_name() if device == "cuda" else device, batch=batch, length=length,
+    return dict(device=device_name(device), batch=batch, length=length,
                 reps=reps, ms=round(ms, 3), tokens_per_s_cap=round(batch * length / (ms * 1e-3)),
                 torch=torch.__version__, threads=torch.get_num_threads())
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.data_step", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--length", type=int, default=1024)
-    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--batch", type=positive_int, default=128)
+    p.add_argument("--length", type=positive_int, default=1024)
+    p.add_argument("--reps", type=positive_int, default=20)
+    p.add_argument("--out-dir", type=Path, default=RESULTS, help="folder of the results (default: %(default)s)")
     args = p.parse_args(argv)
+    check_device(p, args.device)
     row = measure(args.device, args.batch, args.length, args.reps)
     print(json.dumps(row))
     md = (f"MLM data step (keyed RC flips + keyed masking), {row['device']}, torch {row['torch']}, "
           f"{row['threads']} threads\n\n| batch x length | ms per batch | caps a train step at (tokens/s) |\n"
           f"|---|---:|---:|\n| {row['batch']} x {row['length']} | {row['ms']} | {row['tokens_per_s_cap']:,} |\n")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(RESULTS / f"data_step_{args.device}.json", json.dumps(row, indent=1) + "\n")
-    atomic_write_text(RESULTS / f"data_step_{args.device}.md", md)
+    atomic_write_text(args.out_dir / f"data_step_{args.device}.json", json.dumps(row, indent=1) + "\n")
+    atomic_write_text(args.out_dir / f"data_step_{args.device}.md", md)
     print(md)
 
 

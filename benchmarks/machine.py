@@ -1,6 +1,7 @@
 """The machine a benchmark ran on, recorded beside every result, and the shared way results are written."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -49,3 +50,41 @@ def write_result(result: dict[str, Any], out: str | os.PathLike, markdown: Calla
     atomic_write_text(out, json.dumps(result, indent=1) + "\n")
     atomic_write_text(out.with_suffix(".md"), markdown(result))
     print(f"wrote {out} and {out.with_suffix('.md')} ({result['total_seconds']} s)")
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a batch, a length, a step or repetition count)."""
+    return _int_at_least(text, 1)
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (e.g. warm-up steps)."""
+    return _int_at_least(text, 0)
+
+
+def check_device(parser: argparse.ArgumentParser, device: str) -> None:
+    """Stop with one argparse error line (exit status 2) when `device` is 'cuda' and torch sees no GPU."""
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error(f"--device cuda: no CUDA GPU is visible to torch {torch.__version__} on this machine")
+
+
+def device_name(device: str) -> str:
+    """The GPU's name for 'cuda', else the CPU model."""
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name()
+    return cpu_model()

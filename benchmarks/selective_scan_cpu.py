@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.machine import cpu_model
+from benchmarks.machine import cpu_model, positive_int
 from dnax.atomic import atomic_write_text
 from dnax.models.layers.selective_scan import DEFAULT_CHUNK_SIZE, selective_scan
 
@@ -65,16 +65,17 @@ def fwd_bwd(fn, inputs, **kw):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--d-inner", type=int, default=256)
-    p.add_argument("--d-state", type=int, default=16)
-    p.add_argument("--length", type=int, default=1024)
-    p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE)
-    p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    p = argparse.ArgumentParser(prog="python -m benchmarks.selective_scan_cpu", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=positive_int, default=4)
+    p.add_argument("--d-inner", type=positive_int, default=256)
+    p.add_argument("--d-state", type=positive_int, default=16)
+    p.add_argument("--length", type=positive_int, default=1024)
+    p.add_argument("--chunk-size", type=positive_int, default=DEFAULT_CHUNK_SIZE)
+    p.add_argument("--reps", type=positive_int, default=5)
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's own choice)")
     p.add_argument("--skip-ref", action="store_true")
-    p.add_argument("--out", default=str(RESULTS / "selective_scan_cpu"))
+    p.add_argument("--out", default=str(RESULTS / "selective_scan_cpu"), help="path stem of the .json and .md")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -121,8 +122,8 @@ def main(argv=None):
                      "1 (slow; no warm-up) |")
         lines += ["", f"Speed-up (fwd+bwd): **{res['speedup_fwd_bwd']:.0f}x**. One BiMamba layer runs two scans."]
     lines += ["", f"Load average before/after: {tuple(round(x, 2) for x in load_before)} / "
-              f"{tuple(round(x, 2) for x in res['loadavg_after'])} (shared cores), torch {torch.__version__}, "
-              f"torch threads: {res['threads']}."]
+              f"{tuple(round(x, 2) for x in res['loadavg_after'])} (shared cores), {res['cpu']}, "
+              f"torch {torch.__version__}, torch threads: {res['threads']}."]
     atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     return res

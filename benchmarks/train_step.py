@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.machine import cpu_model, median_seconds
+from benchmarks.machine import check_device, cpu_model, median_seconds, nonnegative_int, positive_int
 from dnax.atomic import atomic_write_text
 
 MODEL = dict(d_model=128, n_layer=4, m_num_heads=4, m_proj_factor=2.0, m_qkv_proj_blocksize=4)
@@ -262,13 +262,13 @@ def environment(device: str) -> dict:
     return env
 
 
-def write_results(rows: list[dict], env: dict, stem: str) -> Path:
-    """Write `<stem>.json/.md`, keeping earlier rows of configurations not measured in this run."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    previous = RESULTS / f"{stem}.json"
+def write_results(rows: list[dict], env: dict, stem: str, out_dir: Path = RESULTS) -> Path:
+    """Write `out_dir/<stem>.json/.md`, keeping earlier rows of configurations not measured in this run (an earlier
+    measurement stays beside a configuration that failed this time)."""
+    previous = out_dir / f"{stem}.json"
     if previous.exists():
         key = lambda r: (r["mode"], r["implementation"], r["dtype"], r["batch"])  # noqa: E731
-        fresh = {key(r) for r in rows}
+        fresh = {key(r) for r in rows if not r.get("error")}
         kept = [dict(r, measured=r.get("measured", "earlier run"))
                 for r in json.loads(previous.read_text())["results"] if key(r) not in fresh]
         order = ALL_MODES
@@ -280,12 +280,13 @@ def write_results(rows: list[dict], env: dict, stem: str) -> Path:
              "| load |", "|---|---|---:|---|---|---:|---:|---:|---:|"]
     for r in rows:
         params = f"{r['params']:,}" if "params" in r else ""
+        tokens = f"error: {r['error'][:100]}" if r.get("error") else f"{r['tokens_per_s']:,}"
         lines.append(f"| {r['mode']} | {r['implementation']} | {params} | {r['batch']} x {r['length']} | "
-                     f"{r['dtype']} | {r['tokens_per_s']:,} | {r['step_s_median']} | {r['peak_mem_gib']} | "
+                     f"{r['dtype']} | {tokens} | {r['step_s_median']} | {r['peak_mem_gib']} | "
                      f"{r['load_avg_1min']} |")
-    atomic_write_text(RESULTS / f"{stem}.json", payload)
-    atomic_write_text(RESULTS / f"{stem}.md", "\n".join(lines) + "\n")
-    return RESULTS / f"{stem}.md"
+    atomic_write_text(out_dir / f"{stem}.json", payload)
+    atomic_write_text(out_dir / f"{stem}.md", "\n".join(lines) + "\n")
+    return out_dir / f"{stem}.md"
 
 
 def run_config(mode: str, reference: bool, device: str, dtype: str, batch: int, length: int, steps: int,
@@ -311,8 +312,8 @@ def run_config(mode: str, reference: bool, device: str, dtype: str, batch: int, 
                 tokens_per_s=0, peak_mem_gib=float("nan"), error=err, load_avg_1min=round(os.getloadavg()[0], 2))
 
 
-def run_anchors(device: str, steps: int, timeout: float | None) -> Path:
-    """Issue 7's anchor table for dnax on this GPU: `benchmarks/results/xlstm_anchors_<gpu>.{json,md}`."""
+def run_anchors(device: str, steps: int, timeout: float | None, out_dir: Path = RESULTS) -> Path:
+    """Issue 7's anchor table for dnax on this GPU: `out_dir/xlstm_anchors_<gpu>.{json,md}`."""
     rows = []
     for case in ANCHOR_CASES:
         limit = max(timeout or 0, case.get("timeout", 0)) or None  # compile and the quadratic-time kernel need longer
@@ -336,21 +337,23 @@ def run_anchors(device: str, steps: int, timeout: float | None) -> Path:
         lines.append(f"| {r['case']} | {r['reference_h200']} | {r['xlstm_large_h200']} | {r['target']} | "
                      f"{measured} | {r['peak_mem_gib']} | {'yes' if r['target_met'] else 'no'} |")
     stem = "xlstm_anchors_" + gpu.lower().replace(" ", "_").replace("/", "_")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(RESULTS / f"{stem}.json", json.dumps({"environment": env, "results": rows}, indent=2))
-    atomic_write_text(RESULTS / f"{stem}.md", "\n".join(lines) + "\n")
-    return RESULTS / f"{stem}.md"
+    atomic_write_text(out_dir / f"{stem}.json", json.dumps({"environment": env, "results": rows}, indent=2))
+    atomic_write_text(out_dir / f"{stem}.md", "\n".join(lines) + "\n")
+    return out_dir / f"{stem}.md"
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> int:
+    """Exit status 0, or 1 when a configuration failed (its row holds the error; nothing is written when none ran);
+    argument errors (also `--device cuda` without a GPU) exit 2 before anything runs."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.train_step", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=ALL_MODES, action="append",
                    help="default: every xLSTM mode and every other backbone")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--length", type=int, default=1024)
-    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--batch", type=positive_int, default=4)
+    p.add_argument("--length", type=positive_int, default=1024)
+    p.add_argument("--steps", type=positive_int, default=3)
     p.add_argument("--no-reference", action="store_true", help="skip the reference emulation rows")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--m-backend", choices=["parallel", "chunkwise", "kernel", "auto"], default=None,
@@ -360,11 +363,12 @@ def main(argv=None) -> None:
     p.add_argument("--scan-backend", choices=["auto", "torch", "triton"], default=None,
                    help="selective-scan backend override for the Mamba and Caduceus modes")
     p.add_argument("--timeout", type=float, default=None, help="seconds per configuration")
+    p.add_argument("--out-dir", type=Path, default=RESULTS, help="folder of the results (default: %(default)s)")
     p.add_argument("--preset", choices=["anchors"], help="anchors: issue 7's GPU anchor table (bf16, 2M model)")
     p.add_argument("--full-reference-shape", action="store_true",
                    help="Mamba/Caduceus reference rows at --batch x --length (minutes per step; no warm-up step) "
                         "instead of REFERENCE_SCAN_SHAPE")
-    p.add_argument("--warmup", type=int, default=1,
+    p.add_argument("--warmup", type=nonnegative_int, default=1,
                    help="untimed steps before the timed ones (0 for configurations that take minutes per step)")
     p.add_argument("--single", action="store_true", help=argparse.SUPPRESS)  # child process: one config
     p.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
@@ -373,10 +377,11 @@ def main(argv=None) -> None:
         print(json.dumps(measure(args.mode[0], args.reference, args.device, args.dtype, args.batch, args.length,
                                  args.steps, args.compile, args.m_backend, args.warmup, args.s_backend,
                                  args.scan_backend)))
-        return
-    if args.preset == "anchors":
-        print(f"wrote {run_anchors(args.device, args.steps, args.timeout)}")
-        return
+        return 0
+    check_device(p, args.device)
+    if args.preset == "anchors":  # a missed target or a timed-out case is a result here, not a failure
+        print(f"wrote {run_anchors(args.device, args.steps, args.timeout, args.out_dir)}")
+        return 0
     rows = []
     for mode in args.mode or DEFAULT_MODES:
         # reference emulation exists for the xLSTM and the Mamba-based modes
@@ -392,9 +397,16 @@ def main(argv=None) -> None:
                                    s_backend=None if reference else args.s_backend,
                                    scan_backend=None if reference else args.scan_backend))
             print(json.dumps(rows[-1]), flush=True)
+    failed = [r for r in rows if r.get("error")]
+    if len(failed) == len(rows):
+        print(f"no configuration ran, nothing written; the first error: {failed[0]['error']}", file=sys.stderr)
+        return 1
     stem = f"train_step_{args.device}_{args.length}" + ("_bf16" if args.dtype == "bf16" else "")
-    print(f"wrote {write_results(rows, environment(args.device), stem)}")
+    print(f"wrote {write_results(rows, environment(args.device), stem, args.out_dir)}")
+    if failed:
+        print(f"{len(failed)} of {len(rows)} configurations failed (their rows hold the error)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
