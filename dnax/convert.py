@@ -56,7 +56,7 @@ from torch import nn
 
 from dnax.data.sources import cache_root
 from dnax.download import DownloadError, fetch
-from dnax.pretrained import is_pretrained_dir, save_pretrained
+from dnax.pretrained import from_pretrained, is_pretrained_dir, save_pretrained
 
 PREFIX = "model.backbone."  # xLSTM
 #: reference model family -> (dnax backbone, its name in messages, the prefix stripped from the Lightning keys;
@@ -323,7 +323,8 @@ def load_reference(run_dir_or_ckpt: str | Path, model_config: dict | str | Path 
 
     `run_dir_or_ckpt`: the run folder (`model_config.json` + `checkpoints/test/loss.ckpt`), the `.ckpt` file, a
     Hugging Face Caduceus directory (see `load_hf`), a HyenaDNA release folder, a released run's name
-    (`download_release`) or a hub repository `hf://owner/name` (`download_hf`).
+    (`download_release`), a hub repository `hf://owner/name` (`download_hf`), or a folder this module already
+    converted (`dnax.pretrained`, what `python -m dnax.convert load --out` writes).
     `model_config`: the config dict or a path to it (default: the run's `model_config.json`).
     `overrides`: constructor kwargs that replace config entries (e.g. `m_backend="auto"`).
 
@@ -332,6 +333,8 @@ def load_reference(run_dir_or_ckpt: str | Path, model_config: dict | str | Path 
     Caduceus; others count as unexpected). Tied parameters (Caduceus) must be present under every name.
     """
     run_dir_or_ckpt = local_source(run_dir_or_ckpt)
+    if model_config is None and is_pretrained_dir(run_dir_or_ckpt):  # converted already (`convert load --out`)
+        return from_pretrained(run_dir_or_ckpt, **overrides).float()
     if model_config is None and _is_hf_dir(Path(run_dir_or_ckpt)):
         return load_hf(run_dir_or_ckpt, **overrides)
     ckpt, config, where = _resolve(run_dir_or_ckpt, model_config)

@@ -173,6 +173,9 @@ def test_cli_load_writes_dnax_format(tmp_path, capsys):
     with torch.no_grad():
         diff = (model(ids) - torch.from_numpy(np.load(CONFORMANCE / "xlstm_slstm_rcps" / "logits.npy"))).abs().max()
     assert diff <= 1e-5
+    again = load_reference(out)  # a converted folder loads like the run it came from
+    assert type(again) is type(model) and not again.training
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
 # ---------------------------------------------------------------------------------------------- pretrained
