@@ -299,15 +299,21 @@ def run_dir_of(cfg: fdl.Buildable) -> Path:
     return Path(cfg.trainer.save_folder.format(run_name=cfg.trainer.run_name)).parent
 
 
-def _default_run_name(experiment: str, tokens: list[str], device: str | None = None) -> str:
-    """`<experiment>-<fiddlers>-<time>`; under a multi-process launch (WORLD_SIZE > 1) rank 0's name, broadcast
-    over the process group (initialized here for the `device` the trainer will use), so all ranks share one run."""
+def _default_run_name(experiment: str, tokens: list[str], cfg: fdl.Buildable) -> str:
+    """`<experiment>-<fiddlers>-<time>`, with `-2`, `-3`, ... when a run directory of that name exists (two runs
+    started in one second would otherwise share it, the second resuming the first); under a multi-process launch
+    (WORLD_SIZE > 1) rank 0's name, broadcast over the process group (initialized here for the device the trainer
+    will use), so all ranks share one run."""
     tag = "-".join(t for t in tokens if "=" not in t and "(" not in t)
-    name = "-".join(filter(None, [experiment.rsplit(".", 1)[-1], tag, time.strftime("%Y%m%d-%H%M%S")]))
+    base = "-".join(filter(None, [experiment.rsplit(".", 1)[-1], tag, time.strftime("%Y%m%d-%H%M%S")]))
+    name, n = base, 2
+    save_folder = cfg.trainer.save_folder
+    while save_folder and Path(save_folder.format(run_name=name)).parent.exists():
+        name, n = f"{base}-{n}", n + 1
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from composer.utils import dist
 
-        dist.initialize_dist(device)
+        dist.initialize_dist(cfg.trainer.device)
         names = [name]
         dist.broadcast_object_list(names, src=0)
         name = names[0]
@@ -331,7 +337,7 @@ def run(cfg: fdl.Buildable, *, save: bool = True):
     from dnax.train import CheckpointMismatchError, TrainerArgumentError
 
     if cfg.trainer.run_name is None:
-        cfg.trainer.run_name = _default_run_name(getattr(cfg, "__name__", "run"), [], cfg.trainer.device)
+        cfg.trainer.run_name = _default_run_name(getattr(cfg, "__name__", "run"), [], cfg)
     reproducibility.seed_all(cfg.trainer.seed if cfg.trainer.seed is not None else 17)
     built = fdl.build(cfg)  # before saving: a config that does not build (bad value, missing data) leaves no run dir
     run_dir = run_dir_of(cfg)
@@ -395,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("give an experiment import path, --config-file or --list")
         mutate(cfg, tokens, module)
         if cfg.trainer.run_name is None:
-            cfg.trainer.run_name = _default_run_name(name, tokens, cfg.trainer.device)
+            cfg.trainer.run_name = _default_run_name(name, tokens, cfg)
         print("\n".join(flatten(cfg)), flush=True)
         if args.dry_run:
             return 0

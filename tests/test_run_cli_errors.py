@@ -97,3 +97,17 @@ def test_a_global_batch_the_processes_cannot_share_is_one_line(in_tmp, capfd, mo
                      "trainer.run_name=b"]) == 2
     assert capfd.readouterr().err.strip().splitlines()[-1] == f"dnax.run: error: {message}"
     assert not (in_tmp / "runs" / "b").exists()
+
+
+def test_a_default_run_name_never_lands_in_an_existing_run(in_tmp, monkeypatch):
+    """Two unnamed runs started in the same second get different run directories (the second would otherwise
+    autoresume the first's checkpoint)."""
+    monkeypatch.setattr(cli.time, "strftime", lambda fmt: "20261126-120000")
+    cfg = hg38_xlstm.hg38_xlstm()
+    cli.mutate(cfg, ["tiny"])
+    first = cli._default_run_name("experiments.hg38_xlstm", ["tiny"], cfg)
+    assert first == "hg38_xlstm-tiny-20261126-120000"
+    (in_tmp / "runs" / first).mkdir(parents=True)
+    second = cli._default_run_name("experiments.hg38_xlstm", ["tiny"], cfg)
+    (in_tmp / "runs" / second).mkdir()
+    assert (second, cli._default_run_name("experiments.hg38_xlstm", ["tiny"], cfg)) == (first + "-2", first + "-3")
