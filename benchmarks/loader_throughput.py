@@ -439,11 +439,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.seconds <= 0:
         p.error(f"--seconds must be > 0, got {args.seconds}")
+    if args.length < SEQ_LEN * args.batch:
+        p.error(f"--length {args.length} bp holds fewer than --batch {args.batch} windows of {SEQ_LEN}")
     for path in (Path(args.fasta), Path(args.fasta + ".fai")):
         if not path.is_file():
             p.error(f"--fasta: no file {path} (a FASTA with its .fai index; samtools faidx makes one)")
-    if args.length < SEQ_LEN * args.batch:
-        p.error(f"--length {args.length} bp holds fewer than --batch {args.batch} windows of {SEQ_LEN}")
 
     import pyfaidx
     import streaming
