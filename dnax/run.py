@@ -294,9 +294,9 @@ def flatten(cfg: Any, prefix: str = "") -> list[str]:
     return [f"{prefix} = {cfg!r}"]
 
 
-def run_dir_of(cfg: fdl.Buildable) -> Path:
-    """The run directory: the parent of the trainer's checkpoint folder."""
-    return Path(cfg.trainer.save_folder.format(run_name=cfg.trainer.run_name)).parent
+def run_dir_of(cfg: fdl.Buildable, run_name: str | None = None) -> Path:
+    """The run directory (of `run_name`, default the config's): the parent of the trainer's checkpoint folder."""
+    return Path(cfg.trainer.save_folder.format(run_name=run_name or cfg.trainer.run_name)).parent
 
 
 def _default_run_name(experiment: str, tokens: list[str], cfg: fdl.Buildable) -> str:
@@ -307,8 +307,7 @@ def _default_run_name(experiment: str, tokens: list[str], cfg: fdl.Buildable) ->
     tag = "-".join(t for t in tokens if "=" not in t and "(" not in t)
     base = "-".join(filter(None, [experiment.rsplit(".", 1)[-1], tag, time.strftime("%Y%m%d-%H%M%S")]))
     name, n = base, 2
-    save_folder = cfg.trainer.save_folder
-    while save_folder and Path(save_folder.format(run_name=name)).parent.exists():
+    while cfg.trainer.save_folder and run_dir_of(cfg, name).exists():
         name, n = f"{base}-{n}", n + 1
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from composer.utils import dist

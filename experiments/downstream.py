@@ -214,14 +214,8 @@ def custom(cfg: fdl.Buildable, path: str, max_length: int, metric: str = "mcc", 
                            label_column=label_column)
     except (TaskDataError, ValueError, TypeError) as e:
         raise fiddlers.FiddlerError(f"custom({path!r}, ...): {e}") from None
-    task = fdl.Config(custom_task, name, path, sequence_column=sequence_column, label_column=label_column,
-                      max_length=int(max_length), metric=metric, num_classes=spec.num_classes)
-    for loader in _loaders(cfg):
-        loader.task = task
-    _set_task_length(cfg, int(max_length))
-    cfg.model.num_classes = spec.num_classes
-    for selector in _selectors(cfg):
-        selector.task, selector.metric = name, metric
+    use_task(cfg, fdl.Config(custom_task, name, path, sequence_column=sequence_column, label_column=label_column,
+                             max_length=int(max_length), metric=metric, num_classes=spec.num_classes))
 
 
 def data_dir(cfg: fdl.Buildable, path: str) -> None:
@@ -239,11 +233,18 @@ def data_dir(cfg: fdl.Buildable, path: str) -> None:
         loader.source, loader.data_dir = "disk", str(path)
 
 
-def _set_task_length(cfg: fdl.Buildable, length: int) -> None:
-    """The data and a from-scratch model at `length`; a pretrained backbone as `_at_task_length` allows."""
-    fiddlers.seq_len(cfg, length)
+def use_task(cfg: fdl.Buildable, task: fdl.Config) -> None:
+    """Every split, the checkpoint selector and the head on `task` (a `custom_task` config with its name,
+    max_length, metric and num_classes); the data and a from-scratch model at its length, a pretrained backbone as
+    `_at_task_length` allows."""
+    for loader in _loaders(cfg):
+        loader.task = task
+    fiddlers.seq_len(cfg, task.max_length)
     if cfg.model.pretrained is not None:
-        _at_task_length(cfg.model.backbone, length)
+        _at_task_length(cfg.model.backbone, task.max_length)
+    cfg.model.num_classes = task.num_classes
+    for selector in _selectors(cfg):
+        selector.task, selector.metric = task.name, task.metric
 
 
 def sample(cfg: fdl.Buildable) -> None:
@@ -258,19 +259,12 @@ def tiny(cfg: fdl.Buildable) -> None:
     `experiments/fixtures/`, 101 bp, 2 steps of 8, one evaluation on 8, test on 32, CPU; a backbone from scratch
     shrinks to d_model 32, 1 layer, a pretrained one (`from_run`, `from_reference`, before or after `tiny`) stays."""
     sample(cfg)
-    task = fdl.Config(custom_task, "gue_mouse3_tiny", str(TINY_TASK_DIR), max_length=101, metric="mcc",
-                      num_classes=2)
+    use_task(cfg, fdl.Config(custom_task, "gue_mouse3_tiny", str(TINY_TASK_DIR), max_length=101, metric="mcc",
+                             num_classes=2))
     for loader in _loaders(cfg):
-        loader.task = task
         loader.batch_size = 8
-    fiddlers.seq_len(cfg, 101)
-    cfg.model.num_classes = 2
-    for selector in _selectors(cfg):
-        selector.task, selector.metric = "gue_mouse3_tiny", "mcc"
     backbone = cfg.model.backbone
-    if cfg.model.pretrained is not None:
-        _at_task_length(backbone, 101)
-    elif hasattr(backbone.__fn_or_cls__, "hidden_states"):  # a language-model backbone, not the CNN
+    if cfg.model.pretrained is None and hasattr(backbone.__fn_or_cls__, "hidden_states"):  # an LM, not the CNN
         backbone.d_model = 32
         backbone.n_layer = 1
     cfg.trainer.max_duration = "2ba"

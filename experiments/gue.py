@@ -22,7 +22,7 @@ import fiddle as fdl
 from dnax import fiddlers as _fiddlers
 from dnax.data.downstream import TaskSpec, custom_task
 from experiments.common import experiment
-from experiments.downstream import LR_SWEEP, _loaders, _selectors, finetune
+from experiments.downstream import LR_SWEEP, finetune, use_task
 from experiments.downstream import (  # noqa: F401  fiddlers for dnax.run
     cnn, custom, data_dir, frozen, from_reference, from_run, lr, sample, seed, tiny)
 from experiments.hg38_xlstm import mlstm_backbone
@@ -65,9 +65,4 @@ def gue() -> fdl.Partial:
 
 def task(cfg: fdl.Buildable, folder: str) -> None:
     """Another GUE task, e.g. task('tf/0') (a key of `TASKS`)."""
-    config = _task_config(folder)
-    for loader in _loaders(cfg):
-        loader.task = config
-    _fiddlers.seq_len(cfg, TASKS[folder])
-    for selector in _selectors(cfg):
-        selector.task = config.name
+    use_task(cfg, _task_config(folder))
