@@ -20,7 +20,7 @@ def _perturb_(module: torch.nn.Module, scale: float = 0.3, seed: int = 0) -> Non
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in module.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype).to(p.device))
 
 
 def _to_vanilla_state_dict(layer: SLSTMLayer) -> dict[str, torch.Tensor]:
