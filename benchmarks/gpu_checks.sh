@@ -7,8 +7,8 @@
 #
 # Stages, in the order they run (default: all but tune, whose table is committed): tune (kernel launch configurations
 # -> kernels/mlstm_bidirectional_tuned.json; run tests after it), tests (the Triton kernels' tests at GPU shapes),
-# backbones / backbones32k (every backbone's train step at 1k / 32k, bf16; at 1k also Mamba/Caduceus with the Triton
-# selective scan), slstm (the xlstm sLSTM CUDA kernel: JIT
+# backbones / backbones32k (every backbone's train step at 1k / 32k, bf16, with the backends 'auto' picks; at 1k also
+# Mamba/Caduceus with the PyTorch selective scan), slstm (the xlstm sLSTM CUDA kernel: JIT
 # build + equality with the vanilla backend; then the sLSTM train step with the triton, vanilla and cuda backends),
 # anchors (issue 7's xLSTM anchor table; the slow cases last), kernel (native bidirectional cell vs sequence length),
 # datastep (RC + MLM masking per batch). Logs go to $GPU_LOG_DIR (default
@@ -44,14 +44,15 @@ wanted tests && stage tests 180 $PY -m pytest -q -p no:cacheprovider tests/kerne
 wanted backbones && stage backbones 200 $PY -m benchmarks.train_step --device cuda --dtype bf16 --batch 32 \
   --length 1024 --steps 3 --timeout 45 --no-reference --mode causal --mode flip_add --mode native_bidirectional \
   --mode mamba --mode caduceus_ph --mode caduceus_ps --mode transformer_pp --mode hyena --mode mamba2
-# Mamba and Caduceus with the Triton selective scan (the rows above use the PyTorch scan where mamba_ssm's CUDA
-# extension is missing, as on the lent GPU image)
+# Mamba and Caduceus with the PyTorch selective scan, for comparison (the rows above use what 'auto' picks:
+# mamba_ssm's CUDA scan where it imports, else dnax's Triton scan, as on the lent GPU image)
 wanted backbones && stage scan_rows 150 $PY -m benchmarks.train_step --device cuda --dtype bf16 --batch 32 \
   --length 1024 --steps 3 --timeout 45 --no-reference --mode mamba --mode caduceus_ph --mode caduceus_ps \
-  --scan-backend triton
+  --scan-backend torch
 wanted backbones32k && stage backbones32k 300 $PY -m benchmarks.train_step --device cuda --dtype bf16 --batch 2 \
   --length 32768 --steps 2 --timeout 60 --no-reference --mode causal --mode native_bidirectional --mode mamba \
-  --mode caduceus_ph --mode caduceus_ps --mode transformer_pp --mode hyena
+  --mode caduceus_ph --mode caduceus_ps --mode transformer_pp --mode hyena --mode flip_add --mode slstm \
+  --mode mamba2
 wanted slstm && stage slstm 90 $PY -m pytest -q -x -p no:cacheprovider tests/models/test_slstm.py -k cuda_backend
 # the sLSTM model's train step with each sLSTM backend, 32 x 1024 bf16
 wanted slstm && stage slstm_rows 200 bash -c 'for b in triton vanilla cuda; do "$0" -m benchmarks.train_step \
