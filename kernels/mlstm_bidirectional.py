@@ -19,8 +19,12 @@ autograd carries them through cumsum/logsigmoid to f. The gradient through the s
 normaliser's `eps` and `exp(-m)` make non-zero) is routed to the row's arg max exactly as torch's `amax` does,
 so gradients equal the reference's up to floating-point rounding.
 
-Compute is fp32 throughout (fp32 tiles, `ieee` dot products for fp32 inputs; bf16/fp16 inputs feed their
-dot products in their own dtype with fp32 accumulation). Any S (tiles are masked), DH up to 256. On CPU the
+Compute is fp32 (fp32 tiles, `ieee` dot products for fp32 inputs; bf16/fp16 inputs feed their dot products in
+their own dtype with fp32 accumulation; the forward's C @ V takes C as two parts in that dtype, hi and lo, so C
+keeps ~16 bits), except the gates' prefix sums b and x: summed in fp64 and carried as fp32 (hi, lo) pairs, so that
+log D is exact to fp32 however long the sequence (`cumulative_gates`). Both matter where the normaliser nearly
+cancels: on an H100 at S = 1000 / 4097 each alone put h off by up to ~1 in some rows (an emulation of the bf16
+arithmetic reproduces the failures seen there, and none with the two parts). Any S (tiles are masked), DH up to 256. On CPU the
 kernel runs only under `TRITON_INTERPRET=1` (tests); `mlstm_bidirectional_ref` is the fallback anywhere.
 """
 from __future__ import annotations
@@ -61,37 +65,47 @@ def mlstm_bidirectional_ref(q, k, v, i, f, eps: float = EPS) -> torch.Tensor:
 
 @triton.jit
 def _log_d(b_t, x_t, b_s, x_s, i_s, t, s, S):
-    """log D tile (BLOCK_T, BLOCK_S) in fp32; -inf for keys beyond S."""
+    """log D tile (BLOCK_T, BLOCK_S) in fp32; -inf for keys beyond S. b and x are (hi, lo) pairs of fp32 (their sum
+    is the fp64 prefix sum): hi_t - hi_s is exact where the two are within a factor 2 (the decays that matter), so
+    log D is accurate to its own size, not to the size of the prefix sums (hundreds late in a sequence)."""
     lower = s[None, :] <= t[:, None]
-    log_d = tl.where(lower, b_t[:, None] - b_s[None, :], x_s[None, :] - x_t[:, None]) + i_s[None, :]
+    fwd = (b_t[0][:, None] - b_s[0][None, :]) + (b_t[1][:, None] - b_s[1][None, :])
+    rev = (x_s[0][None, :] - x_t[0][:, None]) + (x_s[1][None, :] - x_t[1][:, None])
+    log_d = tl.where(lower, fwd, rev) + i_s[None, :]
     return tl.where(s[None, :] < S, log_d, float("-inf")), lower
 
 
 @triton.jit
+def _load_gates(G, row, pos, S):
+    """(hi, lo) fp32 parts of a prefix-sum row at positions pos: G holds hi at [0, X*S) and lo at [X*S, 2X*S)."""
+    ok = pos < S
+    return tl.load(G + row + pos, mask=ok, other=0.0), tl.load(G + row + pos + tl.num_programs(1) * S, mask=ok,
+                                                                 other=0.0)
+
+
+@triton.jit
 def _load_keys(K, V, Bc, Xc, I, base, row, s, d, S, DH, IEEE: tl.constexpr):
-    """Key tile: k, v (BLOCK_S, BLOCK_D) (fp32 when IEEE) and b, x, i (BLOCK_S,) at key positions s."""
+    """Key tile: k, v (BLOCK_S, BLOCK_D) (fp32 when IEEE), the (hi, lo) gate sums b, x and i (BLOCK_S,) at key
+    positions s."""
     s_ok = s < S
     mask = s_ok[:, None] & (d < DH)[None, :]
     k = tl.load(K + base + s[:, None] * DH + d[None, :], mask=mask, other=0.0)
     v = tl.load(V + base + s[:, None] * DH + d[None, :], mask=mask, other=0.0)
     if IEEE:
         k, v = k.to(tl.float32), v.to(tl.float32)
-    b = tl.load(Bc + row + s, mask=s_ok, other=0.0)
-    x = tl.load(Xc + row + s, mask=s_ok, other=0.0)
     i = tl.load(I + row + s, mask=s_ok, other=0.0)
-    return k, v, b, x, i
+    return k, v, _load_gates(Bc, row, s, S), _load_gates(Xc, row, s, S), i
 
 
 @triton.jit
 def _load_queries(Q, Bc, Xc, base, row, t, d, S, DH, IEEE: tl.constexpr):
-    """Query tile: q (BLOCK_T, BLOCK_D) (fp32 when IEEE) and b, x (BLOCK_T,) at query positions t."""
+    """Query tile: q (BLOCK_T, BLOCK_D) (fp32 when IEEE) and the (hi, lo) gate sums b, x (BLOCK_T,) at query
+    positions t."""
     t_ok = t < S
     q = tl.load(Q + base + t[:, None] * DH + d[None, :], mask=t_ok[:, None] & (d < DH)[None, :], other=0.0)
     if IEEE:
         q = q.to(tl.float32)
-    b = tl.load(Bc + row + t, mask=t_ok, other=0.0)
-    x = tl.load(Xc + row + t, mask=t_ok, other=0.0)
-    return q, b, x
+    return q, _load_gates(Bc, row, t, S), _load_gates(Xc, row, t, S)
 
 
 @triton.jit
@@ -137,8 +151,10 @@ def _fwd_kernel(Q, K, V, Bc, Xc, I, H, M, N, DEN, ARG, S, DH, scale, eps,
         den = den * alpha + tl.sum(c, 1)
         if IEEE:
             acc = acc * alpha[:, None] + tl.dot(c, v, input_precision="ieee")
-        else:
-            acc = acc * alpha[:, None] + tl.dot(c.to(v.dtype), v)
+        else:  # c as two bf16/fp16 parts: c rounded once is off by 2^-9, which cancelling rows make visible in h
+            c_hi = c.to(v.dtype)
+            c_lo = (c - c_hi.to(tl.float32)).to(v.dtype)
+            acc = acc * alpha[:, None] + tl.dot(c_hi, v) + tl.dot(c_lo, v)
         m = m_new
     n = tl.maximum(tl.abs(den), tl.exp(-m)) + eps
     h = acc / n[:, None]
@@ -283,22 +299,25 @@ def launch_config(S: int, DH: int, q: torch.Tensor, phase: str) -> dict:
 
 
 def _fp32_dots(q: torch.Tensor) -> bool:
-    """fp32 tiles and `ieee` dot products for fp32 inputs, and always in Triton's CPU interpreter (whose bf16
-    dot products are wrong in triton 3.8); bf16/fp16 dot products with fp32 accumulation on GPU otherwise."""
-    return q.dtype == torch.float32 or os.environ.get("TRITON_INTERPRET") == "1"
+    """fp32 tiles and `ieee` dot products for fp32 inputs, and for bf16 ones in Triton's CPU interpreter (whose bf16
+    dot products are wrong in triton 3.8; its fp16 ones are right, so fp16 inputs test the tensor-core path there);
+    bf16/fp16 dot products with fp32 accumulation on GPU otherwise."""
+    interpreted_bf16 = q.dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET") == "1"
+    return q.dtype not in (torch.bfloat16, torch.float16) or interpreted_bf16
 
 
 class _MLSTMBidirectional(torch.autograd.Function):
-    """Inputs flattened to (X, S, DH) / (X, S); b: inclusive cumsum of logsigmoid(f), x: minus
-    its reversed inclusive cumsum, fp32."""
+    """Inputs flattened to (X, S, DH) / (X, S); b: inclusive cumsum of logsigmoid(f), x: minus its reversed
+    inclusive cumsum, each as fp32 hi and lo parts (`cumulative_gates`); gradients flow to the hi parts."""
 
     @staticmethod
-    def forward(ctx, q, k, v, i, b, x, eps):
+    def forward(ctx, q, k, v, i, b_hi, x_hi, b_lo, x_lo, eps):
         X, S, DH = q.shape
         if DH > 256:
             raise ValueError(f"head dim {DH} > 256 is not supported by the bidirectional mLSTM kernel")
         q, k, v = (t.contiguous() for t in (q, k, v))
-        i, b, x = (t.float().contiguous() for t in (i, b, x))
+        i = i.float().contiguous()
+        b, x = (torch.stack([hi.float(), lo.float()]).contiguous() for hi, lo in ((b_hi, b_lo), (x_hi, x_lo)))
         h = torch.empty_like(q)
         m, n, den = (torch.empty(X, S, device=q.device, dtype=torch.float32) for _ in range(3))
         arg = torch.empty(X, S, device=q.device, dtype=torch.int32)
@@ -343,15 +362,26 @@ class _MLSTMBidirectional(torch.autograd.Function):
         dx = dx - dm_up
         dx.scatter_add_(1, s_star, dm_up)
         di.scatter_add_(1, s_star, dm)
-        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), di, db, dx, None
+        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), di, db, dx, None, None, None
 
 
-def cumulative_gates(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(b, x) in fp32 with b_t - b_s = sum_{u=s+1}^{t} lf_u (lower triangle) and x_s - x_t = sum_{u=t}^{s-1} lf_u
-    (upper), lf = logsigmoid(f). x is minus the reversed cumsum, as the reference forms the upper triangle, not
-    b - lf: that difference of prefix sums growing with t loses fp32 precision late in long sequences."""
-    lf = F.logsigmoid(f.float())
-    return lf.cumsum(-1), -lf.flip(-1).cumsum(-1).flip(-1)
+Gates = tuple[torch.Tensor, torch.Tensor]
+
+
+def cumulative_gates(f: torch.Tensor) -> tuple[Gates, Gates]:
+    """(b, x) with b_t - b_s = sum_{u=s+1}^{t} lf_u (lower triangle) and x_s - x_t = sum_{u=t}^{s-1} lf_u (upper),
+    lf = logsigmoid(f), each summed in fp64 and returned as fp32 (hi, lo) parts, hi + lo = the fp64 sum (lo carries
+    no gradient). In fp32 alone a prefix sum of hundreds is off by ~1e-5 (more for a parallel scan, as CUDA's
+    innermost-dim cumsum), which the difference keeps while the decays it forms are small; a near-cancelling
+    normaliser then turns that into output errors of 1e-2 relative (seen on an H100)."""
+    with torch.autocast(device_type=f.device.type, enabled=False):
+        lf = F.logsigmoid(f.double())
+        return _hi_lo(lf.cumsum(-1)), _hi_lo(-lf.flip(-1).cumsum(-1).flip(-1))
+
+
+def _hi_lo(y: torch.Tensor) -> Gates:
+    hi = y.float()
+    return hi, (y.detach() - hi.detach().double()).float()
 
 
 def mlstm_bidirectional(q, k, v, i, f, eps: float = EPS) -> torch.Tensor:
@@ -360,7 +390,8 @@ def mlstm_bidirectional(q, k, v, i, f, eps: float = EPS) -> torch.Tensor:
     Same math as `mlstm_bidirectional_ref`; gradients for q, k, v, i and f.
     """
     lead, (S, DH) = q.shape[:-2], q.shape[-2:]
-    b, x = cumulative_gates(f)
+    (b_hi, b_lo), (x_hi, x_lo) = cumulative_gates(f)
     flat = lambda t, *tail: t.reshape(-1, S, *tail)  # noqa: E731
-    h = _MLSTMBidirectional.apply(flat(q, DH), flat(k, DH), flat(v, DH), flat(i.float()), flat(b), flat(x), eps)
+    h = _MLSTMBidirectional.apply(flat(q, DH), flat(k, DH), flat(v, DH), flat(i.float()), flat(b_hi), flat(x_hi),
+                                  flat(b_lo), flat(x_lo), eps)
     return h.reshape(*lead, S, DH)

@@ -356,8 +356,9 @@ def mlstm_backend_fn(backend: Backend, bidirectional: bool, device: torch.device
         # 'kernel': dnax's Triton kernel on CUDA (on CPU the chunkwise PyTorch form, same math). 'auto' is the
         # chunkwise form everywhere: on an H100 it beats the quadratic-time Triton kernel from S = 8k (41.6 vs
         # 283 ms fwd+bwd at 32k, benchmarks/results/mlstm_bidirectional_kernel_nvidia_h100_80gb_hbm3.md), and the
-        # kernel missed its accuracy check on that GPU at S = 1000 (explained by its old upper-triangle decays and
-        # fixed since, per a CPU emulation: re-check on a GPU before making it the default for short sequences).
+        # kernel missed its output check on that GPU at S = 1000 / 4097 in two leases (fp32 prefix sums of the gates,
+        # and bf16 C before C @ V; both changed since, checked in the interpreter and an emulation, not yet on a
+        # GPU: re-check there before making it the default for short sequences).
         if backend == "kernel" and device is not None and device.type == "cuda":
             return mlstm_bidirectional_kernel
         return mlstm_bidirectional_parallel if backend == "parallel" else mlstm_bidirectional_chunkwise
