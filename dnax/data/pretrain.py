@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from dnax.data.object_store import ShardDownloadError, fetch_object, index_hash, list_prefixes, prepare_checked
-from dnax.data.shared_memory import release_with_owner
+from dnax.data.shared_memory import build_retrying_prefix_races, release_with_owner
 from dnax.data.sources import cache_root, is_url
 
 INDEX = "index.json"
@@ -484,11 +484,11 @@ def build_pretrain_dataloader(
             kwargs["epoch_size"] = max_windows
             kwargs.setdefault("sampling_method", "fixed")
     if local is None:  # a local directory, read in place
-        dataset = dataset_class(local=remote_split, batch_size=batch_size, shuffle=shuffle, shuffle_seed=seed,
-                                **kwargs)
+        places = dict(local=remote_split)
     else:  # copied (downloaded) into `local` on demand
-        dataset = dataset_class(remote=remote_split, local=local, batch_size=batch_size, shuffle=shuffle,
-                                shuffle_seed=seed, **kwargs)
+        places = dict(remote=remote_split, local=local)
+    dataset = build_retrying_prefix_races(
+        lambda: dataset_class(**places, batch_size=batch_size, shuffle=shuffle, shuffle_seed=seed, **kwargs))
     # the loader's own generator: creating an iterator then draws its worker base seed from it, not from the global
     # RNG, so the global random stream (MLM masks, RC flips) does not depend on when iterators are created (resume)
     loader_kwargs: dict[str, Any] = {"generator": torch.Generator().manual_seed(seed)}

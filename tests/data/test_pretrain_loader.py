@@ -2,6 +2,7 @@
 import gzip
 import os
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -159,3 +160,62 @@ def test_loaders_release_their_shared_memory_when_dropped(mds):
                 assert os.stat(path).st_ino != inode, path
             except FileNotFoundError:
                 pass
+
+
+def _lose_the_next_prefix_race(monkeypatch):
+    """Make the next prefix search find N free and then have 'another job' register N_locals before streaming
+    creates it, as two jobs starting together on one machine do. Returns the blocks made (to release)."""
+    from multiprocessing import shared_memory
+
+    import streaming.base.shared.prefix as prefix
+
+    real, made = prefix._check_and_find_retrying, []
+
+    def find(streams_local, streams_remote, shm_name, retry):
+        n = real(streams_local, streams_remote, shm_name, retry)
+        if shm_name == prefix.LOCALS and not made:
+            data = prefix._pack_locals(["/another/job"], n)
+            block = shared_memory.SharedMemory(name=prefix._get_path(n, prefix.LOCALS), create=True, size=len(data))
+            block.buf[:len(data)] = data
+            made.append(block)
+        return n
+
+    monkeypatch.setattr(prefix, "_check_and_find_retrying", find)
+    return made
+
+
+def _release(blocks):
+    for block in blocks:
+        block.close()
+        block.unlink()
+
+
+def test_a_lost_shared_memory_prefix_race_is_retried(mds, monkeypatch):
+    """Two pretraining jobs starting together on one machine can both find streaming's prefix N free; the second
+    to register it got FileExistsError ('/0000NN_locals'). A process alone on its machine builds again and takes
+    the next prefix."""
+    made = _lose_the_next_prefix_race(monkeypatch)
+    try:
+        loader = build_pretrain_dataloader(str(mds), "valid", 8, seed=1)
+        assert made and next(iter(loader))["input_ids"].shape == (8, SEQ_LEN)
+        taken = int(made[0].name.lstrip("/").split("_")[0])
+        assert loader.dataset._shm_prefix_int > taken
+    finally:
+        _release(made)
+
+
+
+def test_a_dropped_loader_takes_its_prefix_file_locks_with_it(mds):
+    """streaming leaves `<tmp>/N_barrier_filelock` and `N_cache_filelock` behind for every dataset, and its prefix
+    search skips every N that has them: thousands piled up on a machine running tests. They go with the dataset."""
+    import gc
+    import tempfile
+
+    loader = build_pretrain_dataloader(str(mds), "valid", 8, seed=1)
+    next(iter(loader))
+    prefix = f"{loader.dataset._shm_prefix_int:06}"
+    barrier = Path(tempfile.gettempdir()) / f"{prefix}_barrier_filelock"
+    assert barrier.exists()
+    del loader
+    gc.collect()
+    assert not barrier.exists() and not (barrier.parent / f"{prefix}_cache_filelock").exists()

@@ -45,3 +45,32 @@ def test_a_block_is_released_with_its_wrapper_and_a_forked_child_leaves_it():
     gc.collect()
     assert not Path("/dev/shm/dnax_test_block").exists()
     assert shm_descriptors() == before
+
+
+def test_only_a_process_alone_on_its_machine_retries_a_lost_prefix_race(monkeypatch):
+    """The ranks of a multi-process job agree on streaming's prefix before their leader registers it, so there a
+    lost race is one clear error; other FileExistsErrors are not races and pass through unchanged."""
+    import errno
+
+    import pytest
+
+    from dnax.data.shared_memory import SharedMemoryRaceError, build_retrying_prefix_races
+
+    calls = []
+
+    def build(error):
+        calls.append(error)
+        if len(calls) == 1:
+            raise error
+        return "dataset"
+
+    race = FileExistsError(errno.EEXIST, "File exists", "/000003_locals")
+    assert build_retrying_prefix_races(lambda: build(race)) == "dataset" and len(calls) == 2
+    calls.clear()
+    with pytest.raises(FileExistsError, match="cache.tmp"):
+        build_retrying_prefix_races(lambda: build(FileExistsError(errno.EEXIST, "File exists", "/tmp/cache.tmp")))
+    calls.clear()
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(SharedMemoryRaceError, match="/000003_locals was created by another job .* start the job"):
+        build_retrying_prefix_races(lambda: build(race))
+    assert len(calls) == 1
