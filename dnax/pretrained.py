@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 from torch import nn
 
@@ -127,23 +127,55 @@ def is_pretrained_dir(path: str | os.PathLike) -> bool:
 
 
 def from_pretrained(directory: str | os.PathLike, map_location: str | torch.device = "cpu",
-                    **overrides: Any) -> nn.Module:
+                    dtype: torch.dtype | str | None = None, **overrides: Any) -> nn.Module:
     """Rebuild the backbone saved by `save_pretrained` (kwargs from config.json, `overrides` replace some, e.g.
-    `m_backend="auto"`) and load its weights strictly. Returns it in eval mode."""
+    `m_backend="auto"`) and load its weights strictly. Returns it in eval mode.
+
+    dtype: None (default) loads floating-point weights in fp32, what training wants (master weights; bf16 runs
+    under autocast); a floating torch dtype (or its name, "bfloat16") casts them all; "auto" keeps each tensor's
+    saved dtype, so a model saved in bf16 comes back in bf16 (and a mixed one mixed)."""
     cls, kwargs = pretrained_spec(directory)
     kwargs.update(overrides)
     device = torch.device(map_location)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"from_pretrained: map_location {str(map_location)!r}, but CUDA is not available here")
+    dtype = _checked_dtype(dtype)
     model = cls(**kwargs)
     w_path = Path(directory) / WEIGHTS
     try:
+        if dtype == "auto":
+            _to_saved_dtypes(model, w_path)
+        elif dtype is not None:
+            model.to(dtype)
         load_model(model, str(w_path), strict=True, device=str(device))  # raises on any mismatch
     except SafetensorError as e:
         raise ValueError(f"{w_path}: not a readable safetensors file ({e}); save it again") from None
     except RuntimeError as e:  # missing / unexpected / mis-shaped keys: the weights are not this config's model
         raise RuntimeError(f"{w_path}: does not fit {cls.__name__} as config.json describes it: {e}") from None
     return model.eval()
+
+
+def _checked_dtype(dtype: torch.dtype | str | None) -> torch.dtype | str | None:
+    if dtype is None or dtype == "auto":
+        return dtype
+    resolved = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
+    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
+        raise ValueError(f"from_pretrained: dtype {dtype!r} is not a floating-point torch dtype (or 'auto', None)")
+    return resolved
+
+
+def _to_saved_dtypes(model: nn.Module, weights: Path) -> None:
+    """Cast each floating parameter / buffer of `model` to the dtype its tensor has in `weights` (tied tensors are
+    stored under one of their names)."""
+    with safe_open(str(weights), framework="pt") as f:
+        saved = {name: f.get_slice(name).get_dtype() for name in f.keys()}
+    tensors = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    for name, tensor in tensors:
+        if name in saved and tensor.is_floating_point():
+            tensor.data = tensor.data.to(_SAFETENSORS_DTYPES.get(saved[name], tensor.dtype))
+
+
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 
 
 def pretrained_spec(directory: str | os.PathLike) -> tuple[type, dict[str, Any]]:

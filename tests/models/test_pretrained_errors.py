@@ -75,3 +75,28 @@ def test_compiled_backbone_saves_as_its_module(tmp_path, saved):
     ids = torch.randint(7, 11, (2, 8))
     with torch.no_grad():
         assert torch.equal(from_pretrained(d)(ids), model(ids))
+
+
+def test_weights_load_in_fp32_unless_a_dtype_is_asked_for(tmp_path):
+    """A bf16 backbone comes back in fp32 by default (training keeps fp32 master weights), in bf16 with
+    dtype='auto' (a mixed one mixed), in any floating dtype asked for; other dtypes are refused by name."""
+    torch.manual_seed(0)
+    model = XLSTMLM(d_model=32, n_layer=1).eval().to(torch.bfloat16)
+    first = next(model.parameters())
+    first.data = first.data.float()  # one tensor kept in fp32, as mixed-precision setups do
+    directory = save_pretrained(model, tmp_path / "bf16")
+    saved = {name: t.dtype for name, t in model.state_dict().items()}
+    assert {torch.bfloat16, torch.float32} <= set(saved.values())
+
+    default = from_pretrained(directory)
+    assert {t.dtype for t in default.state_dict().values() if t.is_floating_point()} == {torch.float32}
+    auto = from_pretrained(directory, dtype="auto")
+    assert {name: t.dtype for name, t in auto.state_dict().items()} == saved
+    for name, t in auto.state_dict().items():
+        assert torch.equal(t, model.state_dict()[name]), name
+    assert {t.dtype for t in from_pretrained(directory, dtype="float16").parameters()} == {torch.float16}
+    ids = torch.randint(0, 12, (1, 9))
+    torch.testing.assert_close(auto(ids).float(), model(ids).float())
+    for bad in ("int8", torch.int64, "fp32"):
+        with pytest.raises(ValueError, match="is not a floating-point torch dtype"):
+            from_pretrained(directory, dtype=bad)
