@@ -56,6 +56,7 @@ from torch import nn
 
 from dnax.data.sources import cache_root
 from dnax.download import DownloadError, fetch
+from dnax.models.input_ids import check_input_ids
 from dnax.pretrained import from_pretrained, is_pretrained_dir, save_pretrained
 
 PREFIX = "model.backbone."  # xLSTM
@@ -418,15 +419,13 @@ def check_case(case_dir: str | Path) -> dict[str, Any]:
 
 
 def _checked_input_ids(ids: torch.Tensor, model: torch.nn.Module, path: Path) -> torch.Tensor:
-    """`ids` as a long tensor if they are a (batch, length) array of token ids in the model's vocabulary."""
-    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool or ids.ndim != 2 or ids.numel() == 0:
-        raise ConversionError(f"{path}: expected a non-empty (batch, length) integer array, got {ids.dtype} "
-                              f"{list(ids.shape)}")
+    """`ids` as a long tensor if they are a (batch, length) array of token ids in the model's vocabulary (the
+    backbones' own input check, `check_input_ids`, as a ConversionError naming the file)."""
     vocab = next(m.num_embeddings for m in model.modules() if isinstance(m, torch.nn.Embedding))
-    low, high = int(ids.min()), int(ids.max())
-    if low < 0 or high >= vocab:
-        raise ConversionError(f"{path}: token ids span {low}..{high}; the model's vocabulary is 0..{vocab - 1}")
-    return ids.long()
+    try:
+        return check_input_ids(ids, vocab, str(path)).long()
+    except (TypeError, ValueError) as e:
+        raise ConversionError(str(e)) from None
 
 
 # ---------------------------------------------------------------------------------------------- CLI

@@ -77,10 +77,11 @@ def test_check_uses_case_tolerance(tmp_path):
 
 
 @pytest.mark.parametrize("ids, message", [
-    (np.full((2, 8), 12), r"token ids span 12\.\.12; the model's vocabulary is 0\.\.11"),
-    (np.full((2, 8), -1), r"token ids span -1\.\.-1; the model's vocabulary is 0\.\.11"),
-    (np.zeros((2, 8), np.float32), r"expected a non-empty \(batch, length\) integer array, got torch.float32 \[2, 8\]"),
-    (np.zeros(8, np.int64), r"expected a non-empty \(batch, length\) integer array, got torch.int64 \[8\]"),
+    (np.full((2, 8), 12), r"token id 12 outside the vocabulary 0\.\.11"),
+    (np.full((2, 8), -1), r"token id -1 outside the vocabulary 0\.\.11"),
+    (np.zeros((2, 8), np.float32), r"input_ids must be integer token ids \(torch.long\), got torch.float32"),
+    (np.zeros(8, np.int64), r"input_ids must be \(batch, length\), got shape \(8,\)"),
+    (np.zeros((2, 0), np.int64), r"input_ids has no tokens \(shape \(2, 0\)\)"),
 ])
 def test_check_reports_input_ids_the_model_cannot_take_in_one_line(tmp_path, capsys, ids, message):
     case = _copy_case("xlstm_mlstm_causal", tmp_path)
