@@ -24,8 +24,9 @@ their own dtype with fp32 accumulation; the forward's C @ V takes C as two parts
 keeps ~16 bits), except the gates' prefix sums b and x: summed in fp64 and carried as fp32 (hi, lo) pairs, so that
 log D is exact to fp32 however long the sequence (`cumulative_gates`). Both matter where the normaliser nearly
 cancels: on an H100 at S = 1000 / 4097 each alone put h off by up to ~1 in some rows (an emulation of the bf16
-arithmetic reproduces the failures seen there, and none with the two parts). Any S (tiles are masked), DH up to 256. On CPU the
-kernel runs only under `TRITON_INTERPRET=1` (tests); `mlstm_bidirectional_ref` is the fallback anywhere.
+arithmetic reproduces the failures seen there, and none with the two parts). Any S (tiles are masked), DH up to
+256. On CPU the kernel runs only under `TRITON_INTERPRET=1` (tests); `mlstm_bidirectional_ref` is the fallback
+anywhere.
 """
 from __future__ import annotations
 
@@ -371,9 +372,9 @@ Gates = tuple[torch.Tensor, torch.Tensor]
 def cumulative_gates(f: torch.Tensor) -> tuple[Gates, Gates]:
     """(b, x) with b_t - b_s = sum_{u=s+1}^{t} lf_u (lower triangle) and x_s - x_t = sum_{u=t}^{s-1} lf_u (upper),
     lf = logsigmoid(f), each summed in fp64 and returned as fp32 (hi, lo) parts, hi + lo = the fp64 sum (lo carries
-    no gradient). In fp32 alone a prefix sum of hundreds is off by ~1e-5 (more for a parallel scan, as CUDA's
-    innermost-dim cumsum), which the difference keeps while the decays it forms are small; a near-cancelling
-    normaliser then turns that into output errors of 1e-2 relative (seen on an H100)."""
+    no gradient). In fp32 a prefix sum of hundreds is off by ~1e-5, rounded differently by different cumsum
+    implementations (CPU, CUDA); the difference keeps that error while the decays it forms are small, and a
+    near-cancelling normaliser turns it into output errors up to 1e-2 relative (seen on an H100)."""
     with torch.autocast(device_type=f.device.type, enabled=False):
         lf = F.logsigmoid(f.double())
         return _hi_lo(lf.cumsum(-1)), _hi_lo(-lf.flip(-1).cumsum(-1).flip(-1))

@@ -17,8 +17,9 @@ weights; `mamba_lm_init_` is the LM-level re-init (`mixer_seq_simple._init_weigh
 Forward: on CPU (and wherever mamba_ssm's compiled kernels are missing) in_proj -> causal depthwise conv + SiLU ->
 x_proj / dt_proj -> `dnax.models.layers.selective_scan.selective_scan` (the reference's `selective_scan_ref`
 semantics) gated by SiLU(z) -> out_proj. On CUDA with `use_fast_path` and mamba_ssm + causal_conv1d importable,
-the reference's fused `mamba_inner_fn`; on CUDA with only mamba_ssm, its `selective_scan_fn` kernel.
-`scan_backend="triton"` runs dnax's Triton scan (`kernels.selective_scan`) instead, on CUDA without any build.
+the reference's fused `mamba_inner_fn`; on CUDA with only mamba_ssm, its `selective_scan_fn` kernel; on CUDA
+without mamba_ssm, dnax's Triton scan (`kernels.selective_scan`, nothing to build) where triton imports.
+`scan_backend="triton"` runs the Triton scan whatever is installed, `"torch"` the PyTorch scan.
 `scan_fn` replaces the scan (on any device; no fused path then) by any function with `selective_scan_ref`'s
 signature (e.g. that one, to time what the reference runs on CPU: `benchmarks.train_step` reference rows).
 `mamba2_mixer` builds a Mamba2 mixer (`dnax.models.layers.mamba2`).
