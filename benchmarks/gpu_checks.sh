@@ -35,8 +35,8 @@ stage() {  # name, seconds, command...
 STAGES=" ${*:-tests backbones backbones32k slstm anchors kernel datastep} "
 wanted() { [[ "$STAGES" == *" $1 "* ]]; }
 
-{ nvidia-smi -L; $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"; } \
-  >"$LOG_DIR/environment.txt" 2>&1
+{ nvidia-smi -L; $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+  $PY -m dnax.backends; } >"$LOG_DIR/environment.txt" 2>&1  # dnax.backends: what each layer's 'auto' runs there
 cat "$LOG_DIR/environment.txt"
 
 wanted tune && stage tune 100 $PY -m benchmarks.mlstm_bidirectional_tune
