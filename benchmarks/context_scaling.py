@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.machine import check_device, device_name, positive_int
+from benchmarks.machine import check_device, device_name, failure_status, none_ran, positive_int
 from benchmarks.plots import two_panels
 from benchmarks.train_step import run_config
 from dnax.atomic import atomic_write_text
@@ -69,9 +69,7 @@ def main(argv=None) -> int:
                              timeout=args.timeout)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    failed = [r for r in rows if r.get("error")]
-    if len(failed) == len(rows):
-        print(f"no point ran, nothing written; the first error: {failed[0]['error']}", file=sys.stderr)
+    if none_ran(rows, "point"):
         return 1
     import torch
 
@@ -89,9 +87,7 @@ def main(argv=None) -> int:
     atomic_write_text(stem.with_suffix(".md"), "\n".join(lines) + f"\n\n![plot]({stem.name}.png)\n")
     plot(rows, title, stem.with_suffix(".png"))
     print("\n".join(lines))
-    if failed:
-        print(f"{len(failed)} of {len(rows)} points failed (their rows hold the error)", file=sys.stderr)
-    return 1 if failed else 0
+    return failure_status(rows, "point")
 
 
 if __name__ == "__main__":

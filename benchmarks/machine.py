@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -88,3 +89,21 @@ def device_name(device: str) -> str:
 
         return torch.cuda.get_device_name()
     return cpu_model()
+
+
+def none_ran(rows: list[dict], what: str) -> bool:
+    """True, after one stderr line naming the first error, when every row holds an error (nothing worth writing).
+    `what` names one row: 'configuration', 'point'."""
+    errors = [r["error"] for r in rows if r.get("error")]
+    if errors and len(errors) == len(rows):
+        print(f"no {what} ran, nothing written; the first error: {errors[0]}", file=sys.stderr)
+        return True
+    return False
+
+
+def failure_status(rows: list[dict], what: str) -> int:
+    """A benchmark's exit status over its rows: 0, or 1 after one stderr line counting those that hold an error."""
+    failed = sum(1 for r in rows if r.get("error"))
+    if failed:
+        print(f"{failed} of {len(rows)} {what}s failed (their rows hold the error)", file=sys.stderr)
+    return 1 if failed else 0

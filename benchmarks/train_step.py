@@ -29,7 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.machine import check_device, cpu_model, median_seconds, nonnegative_int, positive_int
+from benchmarks.machine import (check_device, cpu_model, failure_status, median_seconds, none_ran, nonnegative_int,
+                                positive_int)
 from dnax.atomic import atomic_write_text
 
 MODEL = dict(d_model=128, n_layer=4, m_num_heads=4, m_proj_factor=2.0, m_qkv_proj_blocksize=4)
@@ -397,15 +398,11 @@ def main(argv=None) -> int:
                                    s_backend=None if reference else args.s_backend,
                                    scan_backend=None if reference else args.scan_backend))
             print(json.dumps(rows[-1]), flush=True)
-    failed = [r for r in rows if r.get("error")]
-    if len(failed) == len(rows):
-        print(f"no configuration ran, nothing written; the first error: {failed[0]['error']}", file=sys.stderr)
+    if none_ran(rows, "configuration"):
         return 1
     stem = f"train_step_{args.device}_{args.length}" + ("_bf16" if args.dtype == "bf16" else "")
     print(f"wrote {write_results(rows, environment(args.device), stem, args.out_dir)}")
-    if failed:
-        print(f"{len(failed)} of {len(rows)} configurations failed (their rows hold the error)", file=sys.stderr)
-    return 1 if failed else 0
+    return failure_status(rows, "configuration")
 
 
 if __name__ == "__main__":
