@@ -14,8 +14,14 @@ from experiments import hg38_xlstm
     ("global_batch(0)", "global_batch(0)"),
     ("tiny(3)", "fiddler 'tiny(3)': too many positional arguments; it is tiny()"),
     ("seq_len()", "missing a required argument: 'n'; it is seq_len(n: int)"),
+    # overrides whose value does not fit the field's annotation
+    ("model.backbone.d_model=abc", "'model.backbone.d_model' to 'abc': XLSTMLM's d_model is int"),
+    ("model.backbone.d_model=[3", "'model.backbone.d_model' to '[3'"),
+    ("model.backbone.d_model=3.5", "d_model is int"),
+    ("model.backbone.m_proj_factor=fast", "m_proj_factor is float"),
+    ("model.backbone.bidirectional=yes", "bidirectional is bool"),
 ])
-def test_bad_fiddler_arguments_are_one_line_errors(token, fragment, capsys):
+def test_bad_fiddler_arguments_and_overrides_of_the_wrong_type_are_one_line_errors(token, fragment, capsys):
     assert cli.main(["experiments.hg38_xlstm", "tiny", token, "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and fragment in err, err
@@ -25,19 +31,6 @@ def test_steps_takes_an_integral_float():
     cfg = hg38_xlstm.hg38_xlstm()
     cli.mutate(cfg, ["steps(1e3)"])
     assert cfg.trainer.max_duration == "1000ba" and cfg.trainer.eval_interval == "250ba"
-
-
-@pytest.mark.parametrize("token, fragment", [
-    ("model.backbone.d_model=abc", "'model.backbone.d_model' to 'abc': XLSTMLM's d_model is int"),
-    ("model.backbone.d_model=[3", "'model.backbone.d_model' to '[3'"),
-    ("model.backbone.d_model=3.5", "d_model is int"),
-    ("model.backbone.m_proj_factor=fast", "m_proj_factor is float"),
-    ("model.backbone.bidirectional=yes", "bidirectional is bool"),
-])
-def test_override_of_the_wrong_type_is_a_one_line_error(token, fragment, capsys):
-    assert cli.main(["experiments.hg38_xlstm", "tiny", token, "--dry-run"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and fragment in err, err
 
 
 def test_overrides_of_fitting_types_are_accepted():
