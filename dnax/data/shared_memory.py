@@ -103,8 +103,6 @@ def release_with_owner() -> bool:
     return True
 
 
-
-
 class SharedMemoryRaceError(RuntimeError):
     """Another job on this machine registered the same streaming shared-memory prefix at the same moment."""
 

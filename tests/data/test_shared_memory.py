@@ -29,6 +29,7 @@ def test_a_block_is_released_with_its_wrapper_and_a_forked_child_leaves_it():
     assert release_with_owner()
     from streaming.base.shared.memory import SharedMemory
 
+    gc.collect()  # datasets an earlier test dropped release their blocks now, not in the middle of this test
     before = shm_descriptors()
     holder = [SharedMemory(name="dnax_test_block", create=True, size=64)]
     holder[0].buf[:3] = b"abc"
