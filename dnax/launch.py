@@ -23,6 +23,11 @@ import sys
 PROG = "dnax-launch"
 
 
+def first_failure_in(codes: dict[int, int | None]) -> tuple[int, int] | None:
+    """The lowest rank with a non-zero return code, as `(rank, returncode)`; None if none failed (yet)."""
+    return next(((rank, code) for rank, code in codes.items() if code), None)
+
+
 def exit_status(first_failure: tuple[int, int] | None, stopped: int | None, codes: dict[int, int | None]) -> int:
     """The launcher's exit status from the first rank to fail (`(rank, returncode)`, seen before the others were
     stopped), the status of a launcher stopped by a signal (130 Ctrl-C, 143 SIGTERM; None if it was not), and every
@@ -30,7 +35,7 @@ def exit_status(first_failure: tuple[int, int] | None, stopped: int | None, code
     if any(code is None for code in codes.values()):
         return 1
     if first_failure is None and stopped is None:
-        first_failure = next(((rank, code) for rank, code in codes.items() if code), None)
+        first_failure = first_failure_in(codes)
     if first_failure is None:
         return stopped or 0
     code = first_failure[1]
@@ -67,14 +72,14 @@ def main() -> int:
             seen["stopped"] = e.code if isinstance(e.code, int) else 1
             return
         codes = {rank: p.poll() for rank, p in processes.items()}
-        seen["failure"] = next(((rank, code) for rank, code in codes.items() if code), None)
+        seen["failure"] = first_failure_in(codes)
         if seen["failure"] is None and any(code is None for code in codes.values()):
             seen["stopped"] = 130  # composer's monitor caught a KeyboardInterrupt
 
     def status(processes: dict[int, subprocess.Popen]) -> int:
         codes = {rank: p.poll() for rank, p in processes.items()}
         code = exit_status(seen["failure"], seen["stopped"], codes)
-        failure = seen["failure"] or next(((r, c) for r, c in codes.items() if c), None)
+        failure = seen["failure"] or first_failure_in(codes)
         stuck = [rank for rank, c in codes.items() if c is None]
         if stuck:
             print(f"{PROG}: rank(s) {stuck} did not exit (exit status {code})", file=sys.stderr)
