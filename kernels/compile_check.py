@@ -76,15 +76,21 @@ def slstm_launches() -> list[Launch]:
 
 
 def selective_scan_launches() -> list[Launch]:
-    """`kernels.selective_scan`'s forward and backward for Mamba's d_state 16 (and 64), d_inner 256."""
+    """`kernels.selective_scan`'s kernels (forward, backward and the time-split passes) for Mamba's d_state 16
+    (and 64), d_inner 256."""
     from kernels import selective_scan as k
 
+    kernels = {"fwd": (k._fwd_kernel, ("L", "BG", "G", "H", "N", "CHUNK", "SPLIT"), {}),
+               "bwd": (k._bwd_kernel, ("L", "BG", "G", "H", "N", "CHUNK", "SPLIT"), {}),
+               "fwd_local": (k._fwd_local_kernel, ("L", "BG", "G", "H", "N", "SPLIT"), {}),
+               "bwd_local": (k._bwd_local_kernel, ("L", "BG", "G", "H", "N", "SPLIT"), {}),
+               "combine": (k._combine_kernel, ("SPLITS", "BG", "G", "H", "N"), {"REVERSE": True})}
     out = []
     for n in (16, 64):
         _, cfg = k._launch(1, 256, n, 1)
         consts = {name: cfg[name] for name in ("BLOCK_H", "BLOCK_N")}
-        for name, kernel in (("fwd", k._fwd_kernel), ("bwd", k._bwd_kernel)):
-            out.append(Launch(f"selective_scan {name} N={n}", kernel, consts, ints=("L", "BG", "G", "H", "N", "CHUNK"),
+        for name, (kernel, ints, extra) in kernels.items():
+            out.append(Launch(f"selective_scan {name} N={n}", kernel, {**consts, **extra}, ints=ints,
                               num_warps=cfg["num_warps"], num_stages=cfg["num_stages"]))
     return out
 

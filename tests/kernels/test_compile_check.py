@@ -20,7 +20,8 @@ def test_kernels_compile_for_sm90(tmp_path):
     rows = json.loads(Path(f"{out}.json").read_text())
     names = {r["launch"] for r in rows}
     assert {f"slstm {p} DH={dh}" for p in ("fwd", "bwd") for dh in (16, 32, 64)} <= names
-    assert {f"selective_scan {p} N={n}" for p in ("fwd", "bwd") for n in (16, 64)} <= names
+    assert {f"selective_scan {p} N={n}" for p in ("fwd", "bwd", "fwd_local", "bwd_local", "combine")
+            for n in (16, 64)} <= names
     assert {f"mlstm_bidirectional {p} bf16 DH=128" for p in ("fwd", "bwd_q", "bwd_kv")} <= names
     for r in rows:
         assert "error" not in r and r["REG"] > 0 and 0 < r["SHARED"] <= 232448, r

@@ -1,17 +1,19 @@
 """The Triton selective scan (`selective_scan(..., triton=True)`, `Mamba(scan_backend="triton")`) against dnax's
 PyTorch scan in fp64 (itself tested against mamba_ssm's `selective_scan_ref` in tests/models/test_selective_scan.py):
-output and every input gradient, one and two groups (Mamba, BiMamba), lengths around the 64-step chunk."""
+output and every input gradient, one and two groups (Mamba, BiMamba), lengths around the 64-step chunk, the
+sequence walked by one program per channel block or split in time (`time_splits`)."""
 import pytest
 import torch
 
 from dnax.models.backbones.caduceus import BiMamba
 from dnax.models.layers.mamba import Mamba
 from dnax.models.layers.selective_scan import selective_scan
-from kernels.selective_scan import scan_forward
+import kernels.selective_scan
+from kernels.selective_scan import scan_forward, time_splits
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # (batch, D, L, N, groups): L below, at and above the 64-step chunk; D not a multiple of the channel block
-SHAPES_CPU = [(2, 24, 9, 16, 1), (1, 40, 70, 5, 2), (2, 16, 64, 16, 1)]
+SHAPES_CPU = [(2, 24, 9, 16, 1), (1, 40, 70, 5, 2), (2, 16, 64, 16, 1), (1, 8, 300, 4, 1)]
 SHAPES_GPU = [(4, 512, 1024, 16, 2), (2, 384, 1000, 16, 1), (1, 256, 4097, 64, 1)]
 SHAPES = SHAPES_GPU if DEVICE == "cuda" else SHAPES_CPU
 
@@ -32,8 +34,13 @@ def _run(inputs, dtype, dy, triton):
     return {"out": out.detach().double().cpu(), **{k: v.grad.double().cpu() for k, v in leaves.items()}}
 
 
+@pytest.mark.parametrize("splits", [None, 3], ids=["auto_splits", "3_splits"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_triton_scan_equals_pytorch_scan(shape):
+def test_triton_scan_equals_pytorch_scan(shape, splits, monkeypatch):
+    """`splits` 3: the time is cut into (up to) 3 splits of whole chunks, walked in parallel and joined (passes 1-2),
+    wherever the shape has more than one chunk."""
+    if splits is not None:
+        monkeypatch.setattr(kernels.selective_scan, "time_splits", lambda *args: splits)
     inputs = _inputs(shape)
     dy = torch.randn(shape[0], shape[1], shape[2], generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     exact = _run(inputs, torch.float64, dy, triton=False)
@@ -61,6 +68,20 @@ def test_last_state_and_its_gradient():
             assert ref is None and results[1][name] is None
             continue
         torch.testing.assert_close(results[1][name].double(), ref, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_time_splits_fill_an_idle_gpu_only(monkeypatch):
+    """One program per (batch, group, channel block) unless fewer than half the multiprocessors would be busy; then
+    about two programs per multiprocessor, each split at least MIN_SPLIT_CHUNKS chunks; never on CPU."""
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: type("P", (), {"multi_processor_count": 132}))
+    cuda = torch.device("cuda")
+    assert time_splits(32768, 64, 8, cuda) == 33  # Mamba (256 channels, 4 blocks) at 2 x 32768
+    assert time_splits(32768, 64, 65, cuda) == 5
+    assert time_splits(32768, 64, 66, cuda) == 1  # half the GPU busy already
+    assert time_splits(1024, 64, 128, cuda) == 1  # 32 x 1024: the layout measured on the H100
+    assert time_splits(1024, 64, 8, cuda) == 4  # capped: 16 chunks, 4 per split
+    assert time_splits(200, 64, 1, cuda) == 1
+    assert time_splits(32768, 64, 8, torch.device("cpu")) == 1
 
 
 def _module_grads(module, x, dy):
