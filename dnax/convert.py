@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -57,7 +58,7 @@ from torch import nn
 from dnax.data.sources import cache_root
 from dnax.download import DownloadError, fetch
 from dnax.models.input_ids import check_input_ids
-from dnax.pretrained import from_pretrained, is_pretrained_dir, save_pretrained
+from dnax.pretrained import declares_pretrained, from_pretrained, is_pretrained_dir, save_pretrained
 
 PREFIX = "model.backbone."  # xLSTM
 #: reference model family -> (dnax backbone, its name in messages, the prefix stripped from the Lightning keys;
@@ -131,6 +132,7 @@ def download_release(name: str, directory: str | Path | None = None, *, base_url
     base = (base_url or os.environ.get("DNAX_REFERENCE_URL") or RELEASE_URL).rstrip("/")
     root = Path(directory if directory is not None else cache_root() / "reference_checkpoints")
     run = root / name
+    made = [d for d in (run, *run.parents) if not d.exists()]  # the folders this call creates, deepest first
     run.mkdir(parents=True, exist_ok=True)
     lock = run / ".download.lock"
     try:
@@ -140,9 +142,9 @@ def download_release(name: str, directory: str | Path | None = None, *, base_url
     except DownloadError:
         if not any(f.is_file() and f != lock for f in run.rglob("*")):  # nothing fetched (a .part resumes)
             shutil.rmtree(run, ignore_errors=True)
-            for parent in run.relative_to(root).parents[:-1]:  # context_1k/ too, where now empty
+            for folder in made[1:]:  # context_1k/ and the --dir folder where this call made them and they are empty
                 try:
-                    (root / parent).rmdir()
+                    folder.rmdir()
                 except OSError:
                     break
         raise
@@ -212,12 +214,14 @@ def _resolve(run_dir_or_ckpt: str | Path, model_config: dict | str | Path | None
         # <run>/checkpoints/test/loss.ckpt or <run>/checkpoints/last.ckpt -> <run>/model_config.json;
         # <release>/weights.ckpt -> <release>/config.json
         near = [d / "model_config.json" for d in p.parents[:3]] + [p.parent / HF_CONFIG]
-        ckpt, cfg_path = p, next((c for c in near if c.is_file()), p.parent.parent.parent / "model_config.json")
+        ckpt, cfg_path = p, next((c for c in near if c.is_file()), None)
     else:
         raise SourceNotFoundError(f"{p}: no such run directory or checkpoint file")
     if model_config is None:
-        if not cfg_path.is_file():
-            raise ConversionError(f"{cfg_path}: model_config.json not found (pass model_config=...)")
+        if cfg_path is None or not cfg_path.is_file():
+            what = (f"{cfg_path}: not found" if cfg_path else
+                    f"{p}: no model_config.json in the 3 folders above it, nor {HF_CONFIG} beside it")
+            raise ConversionError(f"{what} (pass model_config=..., or --model-config to python -m dnax.convert load)")
         model_config = cfg_path
     where = str(model_config) if isinstance(model_config, (str, Path)) else "model_config"
     if isinstance(model_config, (str, Path)):
@@ -230,7 +234,7 @@ def _resolve(run_dir_or_ckpt: str | Path, model_config: dict | str | Path | None
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # unreadable, not UTF-8, not JSON
         raise ConversionError(f"{path}: cannot read model config ({e})") from None
 
 
@@ -334,8 +338,11 @@ def load_reference(run_dir_or_ckpt: str | Path, model_config: dict | str | Path 
     Caduceus; others count as unexpected). Tied parameters (Caduceus) must be present under every name.
     """
     run_dir_or_ckpt = local_source(run_dir_or_ckpt)
-    if model_config is None and is_pretrained_dir(run_dir_or_ckpt):  # converted already (`convert load --out`)
-        return from_pretrained(run_dir_or_ckpt, **overrides).float()
+    if model_config is None and declares_pretrained(run_dir_or_ckpt):  # converted already (`convert load --out`)
+        try:
+            return from_pretrained(run_dir_or_ckpt, **overrides).float()
+        except (ValueError, TypeError, RuntimeError) as e:  # damaged: from_pretrained names the file
+            raise ConversionError(str(e)) from None
     if model_config is None and _is_hf_dir(Path(run_dir_or_ckpt)):
         return load_hf(run_dir_or_ckpt, **overrides)
     ckpt, config, where = _resolve(run_dir_or_ckpt, model_config)
@@ -370,7 +377,8 @@ def load_hf(directory: str | Path, **overrides: Any) -> nn.Module:
     if not isinstance(config, dict):
         raise ConversionError(f"{d / HF_CONFIG}: model config must be a JSON object, got {type(config).__name__}")
     if config.get("model_type") != "caduceus":
-        raise ConversionError(f"{d / HF_CONFIG}: model_type {config.get('model_type')!r} is not caduceus")
+        raise ConversionError(f"{d / HF_CONFIG}: neither a dnax pretrained config (\"format\": \"dnax-pretrained\") "
+                              f"nor a Hugging Face Caduceus config (model_type {config.get('model_type')!r})")
     model = _build(config, str(d / HF_CONFIG), **overrides)
     try:
         sd = load_file(str(d / HF_WEIGHTS))
@@ -382,8 +390,10 @@ def load_hf(directory: str | Path, **overrides: Any) -> nn.Module:
 
 # ---------------------------------------------------------------------------------------------- conformance
 
-def check_case(case_dir: str | Path) -> dict[str, Any]:
-    """Run one conformance case; returns {"logits": maxdiff, "hidden_states": maxdiff, "tolerance", "passed"}."""
+def check_case(case_dir: str | Path, tolerance: float | None = None) -> dict[str, Any]:
+    """Run one conformance case; returns {"logits": maxdiff, "hidden_states": maxdiff, "tolerance", "passed"}.
+    `tolerance`: the largest absolute difference that passes (default: the case's `case.json` "tolerance", else
+    DEFAULT_TOLERANCE)."""
     d = Path(case_dir)
     if not d.is_dir():
         raise ConversionError(f"{d}: no such case directory")
@@ -392,9 +402,15 @@ def check_case(case_dir: str | Path) -> dict[str, Any]:
     if meta_path.is_file():
         try:
             meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as e:
+        except ValueError as e:  # not JSON, not UTF-8
             raise ConversionError(f"{meta_path}: not JSON ({e})") from None
-    tol = float(meta.get("tolerance", DEFAULT_TOLERANCE))
+        if not isinstance(meta, dict):
+            raise ConversionError(f"{meta_path}: must be a JSON object, got {type(meta).__name__}")
+    tol = meta.get("tolerance", DEFAULT_TOLERANCE) if tolerance is None else tolerance
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
+        where = f"{meta_path}: tolerance" if tolerance is None else "tolerance"
+        raise ConversionError(f"{where} must be a finite number >= 0, got {tol!r}")
+    tol = float(tol)
     arrays = {}
     for name in ("input_ids", "logits", "hidden_states"):
         p = d / f"{name}.npy"
@@ -412,7 +428,7 @@ def check_case(case_dir: str | Path) -> dict[str, Any]:
     for name, got in out.items():
         ref = arrays[name]
         if tuple(got.shape) != tuple(ref.shape):
-            raise ConversionError(f"{name}: model output shape {list(got.shape)} != expected {list(ref.shape)}")
+            raise ConversionError(f"{d / (name + '.npy')}: model output shape {list(got.shape)} != expected {list(ref.shape)}")
         result[name] = (got.float() - ref.float()).abs().max().item()
     result["passed"] = all(result[n] <= tol for n in out)  # NaN compares False: fails
     return result
@@ -436,8 +452,13 @@ def main(argv: list[str] | None = None) -> int:
     p_load = sub.add_parser("load", help="convert a reference run folder to dnax format")
     p_load.add_argument("run_dir", help="run folder, .ckpt, HF Caduceus folder or released name")
     p_load.add_argument("--out", required=True, help="output directory (model.safetensors + config.json)")
+    p_load.add_argument("--model-config", default=None,
+                        help="the run's model_config.json (default: found beside the checkpoint)")
     p_check = sub.add_parser("check", help="run one conformance case")
     p_check.add_argument("case_dir")
+    p_check.add_argument("--tolerance", type=float, default=None,
+                         help=f"largest max abs difference that passes (default: the case.json's, else "
+                              f"{DEFAULT_TOLERANCE:g})")
     p_get = sub.add_parser("download", help="fetch a released reference run (" + ", ".join(KNOWN_RELEASES)
                            + ", ...) or a hub repository hf://owner/name")
     p_get.add_argument("name")
@@ -454,12 +475,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ok {run}")
             return 0
         if args.cmd == "load":
-            model = load_reference(args.run_dir)
+            model = load_reference(args.run_dir, model_config=args.model_config)
             out = save_pretrained(model, args.out)
             n = sum(p.numel() for p in model.parameters())
             print(f"saved {type(model).__name__} ({n} parameters) to {out}")
             return 0
-        r = check_case(args.case_dir)
+        r = check_case(args.case_dir, tolerance=args.tolerance)
         verdict = "PASS" if r["passed"] else "FAIL"
         print(f"{Path(args.case_dir).name}: logits max abs diff {r['logits']:.3g}, "
               f"hidden_states max abs diff {r['hidden_states']:.3g}, tolerance {r['tolerance']:g}: {verdict}")

@@ -94,17 +94,27 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
         save_model(model, str(tmp / WEIGHTS), metadata={"format": "pt"})
         os.chmod(tmp / WEIGHTS, 0o666 & ~umask)  # as config.json
         (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-        old = None
-        if directory.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
-            os.replace(directory, old / "d")
-        os.replace(tmp, directory)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+def _replace_dir(new: Path, directory: Path) -> None:
+    """Rename `new` to `directory`; an earlier `directory` is moved aside first and put back if the rename fails."""
+    if not directory.exists():
+        os.replace(new, directory)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+    os.replace(directory, old / "d")
+    try:
+        os.replace(new, directory)
+    except BaseException:
+        os.replace(old / "d", directory)
+        old.rmdir()
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _import(path: str) -> type:
@@ -120,28 +130,38 @@ def is_pretrained_dir(path: str | os.PathLike) -> bool:
     cfg_path = Path(path) / CONFIG
     if not (cfg_path.is_file() and (Path(path) / WEIGHTS).is_file()):
         return False
+    return _declares_format(cfg_path)
+
+
+def _declares_format(cfg_path: Path) -> bool:
     try:
         return json.loads(cfg_path.read_text()).get("format") == FORMAT
-    except (json.JSONDecodeError, AttributeError):
+    except (ValueError, AttributeError, OSError):  # not JSON, not UTF-8, not an object, unreadable
         return False
 
 
+def declares_pretrained(path: str | os.PathLike) -> bool:
+    """True where `path/config.json` says it is a `save_pretrained` directory, whether or not its weights are there
+    (`from_pretrained` then names what is missing)."""
+    return _declares_format(Path(path) / CONFIG)
+
+
 def from_pretrained(directory: str | os.PathLike, map_location: str | torch.device = "cpu",
-                    dtype: torch.dtype | str | None = None, **overrides: Any) -> nn.Module:
+                    dtype: torch.dtype | str | None = None, trust_code: bool = False, **overrides: Any) -> nn.Module:
     """Rebuild the backbone saved by `save_pretrained` (kwargs from config.json, `overrides` replace some, e.g.
     `m_backend="auto"`) and load its weights strictly. Returns it in eval mode.
 
     dtype: None (default) loads floating-point weights in fp32, what training wants (master weights; bf16 runs
     under autocast); a floating torch dtype (or its name, "bfloat16") casts them all; "auto" keeps each tensor's
-    saved dtype, so a model saved in bf16 comes back in bf16 (and a mixed one mixed)."""
-    cls, kwargs = pretrained_spec(directory)
-    kwargs.update(overrides)
+    saved dtype, so a model saved in bf16 comes back in bf16 (and a mixed one mixed).
+    trust_code: import the class config.json names even outside the `dnax` package (importing a module runs its
+    code: only for directories you trust)."""
     device = torch.device(map_location)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"from_pretrained: map_location {str(map_location)!r}, but CUDA is not available here")
     dtype = _checked_dtype(dtype)
-    model = cls(**kwargs)
-    w_path = Path(directory) / WEIGHTS
+    model = pretrained_backbone(directory, trust_code=trust_code, **overrides)
+    cls, w_path = type(model), Path(directory) / WEIGHTS
     try:
         if dtype == "auto":
             _to_saved_dtypes(model, w_path)
@@ -149,10 +169,17 @@ def from_pretrained(directory: str | os.PathLike, map_location: str | torch.devi
             model.to(dtype)
         load_model(model, str(w_path), strict=True, device=str(device))  # raises on any mismatch
     except SafetensorError as e:
-        raise ValueError(f"{w_path}: not a readable safetensors file ({e}); save it again") from None
+        raise ValueError(f"{w_path}: not a readable safetensors file ({_one_line(e)}); save it again") from None
     except RuntimeError as e:  # missing / unexpected / mis-shaped keys: the weights are not this config's model
-        raise RuntimeError(f"{w_path}: does not fit {cls.__name__} as config.json describes it: {e}") from None
+        raise RuntimeError(f"{w_path}: does not fit {cls.__name__} as config.json describes it: "
+                           f"{_one_line(e)}") from None
     return model.eval()
+
+
+def _one_line(e: BaseException, limit: int = 600) -> str:
+    """An exception's message on one line (torch's load_state_dict report spans many), cut at `limit` characters."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def _checked_dtype(dtype: torch.dtype | str | None) -> torch.dtype | str | None:
@@ -178,8 +205,22 @@ def _to_saved_dtypes(model: nn.Module, weights: Path) -> None:
 _SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 
 
-def pretrained_spec(directory: str | os.PathLike) -> tuple[type, dict[str, Any]]:
-    """The backbone class and constructor arguments a `save_pretrained` directory records (no weights read)."""
+def pretrained_backbone(directory: str | os.PathLike, trust_code: bool = False, **overrides: Any) -> nn.Module:
+    """The backbone a `save_pretrained` directory describes, freshly initialised (no weights read): its recorded
+    constructor arguments, `overrides` replacing some. A config.json whose arguments do not build the class raises
+    ValueError naming the file."""
+    cls, kwargs = pretrained_spec(directory, trust_code=trust_code)
+    kwargs.update(overrides)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError, KeyError, AttributeError, NotImplementedError) as e:
+        raise ValueError(f"{Path(directory) / CONFIG}: its kwargs do not build {cls.__name__}: "
+                         f"{_one_line(e)}") from None
+
+
+def pretrained_spec(directory: str | os.PathLike, trust_code: bool = False) -> tuple[type, dict[str, Any]]:
+    """The backbone class and constructor arguments a `save_pretrained` directory records (no weights read). A class
+    outside the `dnax` package is refused before anything is imported unless `trust_code`."""
     directory = Path(directory)
     if directory.is_file():
         raise NotADirectoryError(f"{directory}: a file; give the directory that save_pretrained wrote")
@@ -194,10 +235,18 @@ def pretrained_spec(directory: str | os.PathLike) -> tuple[type, dict[str, Any]]
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         found = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise ValueError(f"{cfg_path}: not a dnax pretrained config (format {found!r})")
-    if not isinstance(config.get("version"), int) or config["version"] > VERSION:
-        raise ValueError(f"{cfg_path}: format version {config.get('version')!r}, this dnax reads up to {VERSION} "
+    version = config.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"{cfg_path}: format version {version!r} is not an integer")
+    if version > VERSION:
+        raise ValueError(f"{cfg_path}: format version {version}, this dnax reads up to {VERSION} "
                          "(written by a newer dnax?)")
     name, kwargs = config.get("class"), config.get("kwargs")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{cfg_path}: 'class' must be an import path string, got {name!r}")
+    if not (trust_code or name.startswith("dnax.")):
+        raise ValueError(f"{cfg_path}: class {name!r} is outside dnax; importing it would run its module's code "
+                         "(pass trust_code=True to from_pretrained if you trust this directory)")
     try:
         cls = _import(name)
     except (TypeError, ValueError, ImportError, AttributeError) as e:

@@ -1,8 +1,10 @@
 """Read the reference's released checkpoints (PyTorch-Lightning 1.8.6 `.ckpt`, DNA-xLSTM / Caduceus layout).
 
-Their `hyper_parameters` is a pickled omegaconf `DictConfig`, so `torch.load(weights_only=True)` refuses them and a
-plain `weights_only=False` load needs omegaconf installed. This reader maps every `omegaconf.*` global to an inert
-stub and returns only the tensors.
+Their `hyper_parameters` is a pickled omegaconf `DictConfig`, so `torch.load(weights_only=True)` refuses them, and a
+plain `weights_only=False` load would import and call whatever the pickle names (a checkpoint from an untrusted
+mirror could run any code). This reader resolves only the globals that rebuild tensors and plain containers; every
+other global (omegaconf's classes, `typing.Any`, anything else) becomes an inert placeholder that is never imported
+or called. It returns only the tensors of the `state_dict`.
 """
 from __future__ import annotations
 
@@ -11,24 +13,39 @@ from pathlib import Path
 
 import torch
 
+#: globals a checkpoint's tensors and containers are rebuilt from (pickle protocol 2 names `builtins` `__builtin__`)
+_REAL_GLOBALS = {
+    ("collections", "OrderedDict"), ("torch", "Size"),
+    *((mod, name) for mod in ("builtins", "__builtin__")
+      for name in ("dict", "list", "tuple", "set", "frozenset", "int", "long", "float", "complex", "bool", "str")),
+    *(("torch._utils", name) for name in ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3",
+                                           "_rebuild_parameter", "_rebuild_parameter_with_state")),
+}
 
-class _OmegaconfStub:
+
+class _Inert:
+    """Stands in for any global the reader does not resolve: takes any arguments and state, does nothing."""
+
     def __init__(self, *args, **kwargs):
         pass
 
     def __setstate__(self, state):
-        self.state = state
+        pass
+
+    def __setitem__(self, key, value):
+        pass
 
 
-class _TolerantUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
-        if module.split(".")[0] == "omegaconf":
-            return _OmegaconfStub
-        return super().find_class(module, name)
+        if (module, name) in _REAL_GLOBALS or (module == "torch" and isinstance(getattr(torch, name, None),
+                                                                                 torch.dtype)):
+            return super().find_class(module, name)
+        return _Inert
 
 
 class _PickleModule:
-    Unpickler = _TolerantUnpickler
+    Unpickler = _RestrictedUnpickler
     load = pickle.load
 
 
@@ -41,6 +58,11 @@ def load_lightning_state_dict(path: str | Path, strip_prefix: str = "") -> dict[
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ValueError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
     sd = ckpt["state_dict"]
+    if not isinstance(sd, dict):
+        raise ValueError(f"{path}: 'state_dict' is not a mapping of names to tensors")
+    untensored = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if untensored:
+        raise ValueError(f"{path}: state_dict entry {untensored[0]!r} is not a tensor")
     bad = [k for k in sd if not k.startswith(strip_prefix)]
     if bad:
         raise ValueError(f"{path}: keys without prefix {strip_prefix!r}, e.g. {bad[0]!r}")

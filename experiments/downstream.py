@@ -189,10 +189,14 @@ def from_reference(cfg: fdl.Buildable, source: str) -> None:
     RCPS model fine-tunes in PS mode (the reference's `conjoin_train` decoder), any other keeps the experiment's
     mode (PH)."""
     from dnax.convert import reference_backbone
-    from dnax.pretrained import is_pretrained_dir, pretrained_spec
+    from dnax.pretrained import declares_pretrained, pretrained_backbone
 
-    if is_pretrained_dir(source):  # e.g. what `python -m dnax.convert load ... --out DIR` wrote
-        path, (cls, kwargs) = Path(source), pretrained_spec(source)
+    if declares_pretrained(source):  # e.g. what `python -m dnax.convert load ... --out DIR` wrote
+        try:  # built once (random init), as reference_backbone does: a damaged config.json fails here, by name
+            path, model = Path(source), pretrained_backbone(source)
+        except (OSError, ValueError) as e:
+            raise fiddlers.FiddlerError(f"from_reference({source!r}): {e}") from None
+        cls, kwargs = type(model), model.init_kwargs
     else:
         path, cls, kwargs = reference_backbone(source)
     backbone = fdl.Config(cls, **kwargs)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -68,12 +69,54 @@ def test_check_fails_when_expected_logits_differ(tmp_path):
     assert main(["check", str(case)]) == 1
 
 
-def test_check_uses_case_tolerance(tmp_path):
+def test_check_uses_case_tolerance_unless_given_one(tmp_path, capsys):
     case = _copy_case("xlstm_mlstm_causal", tmp_path)
     meta = json.loads((case / "case.json").read_text())
     meta["tolerance"] = 1e-9  # below the measured float noise
     (case / "case.json").write_text(json.dumps(meta))
     assert main(["check", str(case)]) == 1
+    assert main(["check", str(case), "--tolerance", "1e-5"]) == 0
+    meta["tolerance"] = 1e9  # a case that would pass anything: the issue's 1e-5 still holds it to account
+    (case / "case.json").write_text(json.dumps(meta))
+    _rewrite_ckpt(case, lambda sd: sd[PREFIX + "lm_head.weight"].add_(1e-2))
+    assert main(["check", str(case)]) == 0
+    assert main(["check", str(case), "--tolerance", "1e-5"]) == 1
+    assert "tolerance 1e-05: FAIL" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text, message", [
+    (b"[1, 2]", "case.json: must be a JSON object, got list"),
+    (b'{"tolerance": "abc"}', "case.json: tolerance must be a finite number >= 0, got 'abc'"),
+    (b'{"tolerance": null}', "case.json: tolerance must be a finite number >= 0, got None"),
+    (b'{"tolerance": -1}', "case.json: tolerance must be a finite number >= 0, got -1"),
+    (b"\xff\xfe{}", "case.json: not JSON"),
+])
+def test_a_damaged_case_json_is_one_line_exit_2(tmp_path, capsys, text, message):
+    case = _copy_case("xlstm_mlstm_causal", tmp_path)
+    (case / "case.json").write_bytes(text)
+    assert main(["check", str(case)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {case / 'case.json'}") and message in err
+
+
+def test_loading_a_reference_checkpoint_never_runs_code_from_it(tmp_path):
+    """A Lightning checkpoint is a pickle: its hyper_parameters could name any callable. Only the globals that
+    rebuild tensors and containers are resolved; others become inert placeholders (nothing imported or called)."""
+    case = _copy_case("xlstm_mlstm_causal", tmp_path)
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    sd = load_lightning_state_dict(case / CKPT)
+    torch.save({"state_dict": sd, "hyper_parameters": {"x": Payload()}}, case / CKPT)
+    assert main(["check", str(case)]) == 0
+    assert not marker.exists()
+    torch.save({"state_dict": {**sd, PREFIX + "extra": Payload()}}, case / CKPT)
+    with pytest.raises(ValueError, match=f"state_dict entry '{PREFIX}extra' is not a tensor"):
+        load_lightning_state_dict(case / CKPT)
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("ids, message", [
@@ -157,6 +200,37 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
     assert len(err) == 2 and all(line.startswith("error: ") for line in err)
     assert "not a readable checkpoint" in err[1]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_loose_checkpoint_takes_its_model_config_from_the_cli(tmp_path, capsys):
+    case = _copy_case("xlstm_mlstm_causal", tmp_path)
+    loose = tmp_path / "elsewhere" / "x.ckpt"
+    loose.parent.mkdir()
+    shutil.copy(case / CKPT, loose)
+    assert main(["load", str(loose), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {loose}: no model_config.json in the 3 folders above it, nor config.json beside it "
+                   "(pass model_config=..., or --model-config to python -m dnax.convert load)")
+    assert main(["load", str(loose), "--out", str(tmp_path / "out"), "--model-config",
+                 str(case / "model_config.json")]) == 0
+    assert type(from_pretrained(tmp_path / "out")) is XLSTMLM
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "model.safetensors").unlink(), "model.safetensors: missing"),
+    (lambda d: (d / "config.json").write_text(json.dumps({**json.loads((d / "config.json").read_text()),
+                                                          "kwargs": {"bogus": 1}})),
+     "config.json: its kwargs do not build XLSTMLM"),
+    (lambda d: (d / "config.json").write_bytes(b'{"format": "\xff"}'), "config.json: cannot read model config"),
+])
+def test_convert_load_of_a_damaged_dnax_directory_is_one_line_exit_2(tmp_path, capsys, damage, message):
+    case = _copy_case("xlstm_mlstm_causal", tmp_path)
+    assert main(["load", str(case), "--out", str(tmp_path / "dnax")]) == 0
+    damage(tmp_path / "dnax")
+    capsys.readouterr()
+    assert main(["load", str(tmp_path / "dnax"), "--out", str(tmp_path / "again")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and not (tmp_path / "again").exists()
 
 
 def test_module_entry_point_exit_code(tmp_path):
@@ -297,9 +371,11 @@ def test_download_cli_into_a_folder_and_its_errors(http_server, in_tmp, capsys, 
     assert capsys.readouterr().out.strip() == f"ok {Path('checkpoints') / 'context_32k' / 'caduceus_ps_run'}"
     assert type(load_reference("checkpoints/context_32k/caduceus_ps_run")).__name__ == "CaduceusLM"
     # the server lacks the run / nothing listens / a malformed name: one line each, exit 2
-    assert main(["download", "context_1k/absent", "--base-url", http_server.base, "--no-progress"]) == 2
+    assert main(["download", "context_1k/absent", "--dir", "new/dir", "--base-url", http_server.base,
+                 "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "HTTP 404" in err and "context_1k/absent/model_config.json" in err
+    assert not Path("new").exists()  # the folders it made for the run are gone again
     monkeypatch.setenv("DNAX_REFERENCE_URL", "http://127.0.0.1:9")  # the discard port: refused
     monkeypatch.setenv("DNAX_CACHE", str(in_tmp / "cache"))
     assert main(["load", RELEASE, "--out", "out"]) == 2

@@ -244,6 +244,16 @@ def test_from_reference_takes_a_converted_model_and_reports_bad_sources_in_one_l
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == (f"dnax.run: error: {ckpt.relative_to(in_tmp)}: weights do not fit the model; missing keys "
                        "(1): xlstm_block_stack.post_blocks_norm.weight")
+    # a converted (dnax.pretrained) folder whose config.json was damaged: named, one line, before any training
+    converted = in_tmp / "converted"
+    config = json.loads((converted / "config.json").read_text())
+    for kwargs, message in (({**config["kwargs"], "bogus": 1}, "unexpected keyword argument 'bogus'"),
+                            ({**config["kwargs"], "d_model": "x"}, "must be tuple of ints, not str")):
+        (converted / "config.json").write_text(json.dumps({**config, "kwargs": kwargs}))
+        assert cli.main([experiment, "tiny", "from_reference('converted')", "--dry-run"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("dnax.run: error: from_reference('converted'): converted/config.json: its kwargs do "
+                              "not build XLSTMLM: ") and message in err and "\n" not in err
 
 
 def test_an_interrupted_fine_tuning_run_resumes_with_its_selection_state(in_tmp):

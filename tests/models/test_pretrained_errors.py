@@ -1,6 +1,7 @@
 """`dnax.pretrained` misused: damaged or foreign directories are named, user files are never deleted, a compiled
 backbone saves as its module."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -34,19 +35,65 @@ def _edit_config(directory, **changes):
      r"config.json: class 'dnax.models.backbones.xlstm.Nope' cannot be imported"),
     (lambda d: _edit_config(d, **{"class": "dnax.models.backbones.nope.XLSTMLM"}), ValueError,
      "cannot be imported"),
+    (lambda d: _edit_config(d, **{"class": "dnax.pretrained.save_pretrained"}), ValueError,
+     r"class 'dnax.pretrained.save_pretrained' is not a torch.nn.Module subclass; not calling it"),
     (lambda d: _edit_config(d, **{"class": "subprocess.run"}), ValueError,
-     r"class 'subprocess.run' is not a torch.nn.Module subclass; not calling it"),
+     r"class 'subprocess.run' is outside dnax; importing it would run its module's code \(pass trust_code=True"),
+    (lambda d: _edit_config(d, **{"class": None}), ValueError, "'class' must be an import path string, got None"),
+    (lambda d: _edit_config(d, version="1"), ValueError, "config.json: format version '1' is not an integer"),
+    (lambda d: _edit_config(d, kwargs={**json.loads((d / "config.json").read_text())["kwargs"], "bogus": 1}),
+     ValueError, r"config.json: its kwargs do not build XLSTMLM: .*unexpected keyword argument 'bogus'"),
+    (lambda d: _edit_config(d, kwargs={**json.loads((d / "config.json").read_text())["kwargs"], "d_model": "x"}),
+     ValueError, r"config.json: its kwargs do not build XLSTMLM: "),
     (lambda d: _edit_config(d, kwargs=[1]), ValueError, "'kwargs' must be a JSON object, got list"),
     (lambda d: _edit_config(d, kwargs={**json.loads((d / "config.json").read_text())["kwargs"], "d_model": 64}),
      RuntimeError, r"model.safetensors: does not fit XLSTMLM as config.json describes it"),
 ], ids=["garbage_weights", "truncated_weights", "bad_json", "not_an_object", "newer_version", "unknown_class",
-        "unknown_module", "not_a_module", "kwargs_not_object", "weights_of_another_size"])
-def test_damaged_directory_is_named(saved, damage, error, message):
+        "unknown_module", "not_a_module", "outside_dnax", "class_missing", "version_a_string", "unknown_kwarg",
+        "bad_kwarg_value", "kwargs_not_object", "weights_of_another_size"])
+def test_damaged_directory_is_named_on_one_line(saved, damage, error, message):
     _, d = saved
     damage(d)
     with pytest.raises(error, match=message) as info:
         from_pretrained(d)
-    assert str(d) in str(info.value)
+    assert str(d) in str(info.value) and "\n" not in str(info.value)
+
+
+class _MyBackbone(torch.nn.Linear):  # a user's own module, saved with dnax
+    def __init__(self, n: int):
+        super().__init__(n, n)
+        self.init_kwargs = {"n": n}
+
+
+def test_a_class_outside_dnax_loads_only_when_trusted(tmp_path):
+    model = _MyBackbone(3)
+    d = save_pretrained(model, tmp_path / "mine")
+    assert json.loads((d / "config.json").read_text())["class"] == f"{__name__}._MyBackbone"
+    with pytest.raises(ValueError, match="is outside dnax"):
+        from_pretrained(d)
+    loaded = from_pretrained(d, trust_code=True)
+    assert type(loaded) is _MyBackbone and torch.equal(loaded.weight, model.weight)
+
+
+def test_a_failed_final_rename_puts_the_earlier_output_back(saved, monkeypatch):
+    """The earlier output is moved aside before the new one is renamed into place; if that rename fails, it is
+    moved back (no temporary folders left)."""
+    import dnax.pretrained
+
+    _, d = saved
+    before = (d / "model.safetensors").read_bytes()
+    real = dnax.pretrained.os.replace
+
+    def failing(src, dst):
+        if Path(dst) == d and ".tmp-" in Path(src).name:
+            raise OSError("disk full")
+        return real(src, dst)
+
+    monkeypatch.setattr(dnax.pretrained.os, "replace", failing)
+    with pytest.raises(OSError, match="disk full"):
+        save_pretrained(XLSTMLM(d_model=64, n_layer=1), d)
+    assert (d / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in d.parent.iterdir()) == ["m"]
 
 
 def test_a_file_or_cuda_without_a_gpu_is_named(saved):
