@@ -4,7 +4,8 @@ Their `hyper_parameters` is a pickled omegaconf `DictConfig`, so `torch.load(wei
 plain `weights_only=False` load would import and call whatever the pickle names (a checkpoint from an untrusted
 mirror could run any code). This reader resolves only the globals that rebuild tensors and plain containers; every
 other global (omegaconf's classes, `typing.Any`, anything else) becomes an inert placeholder that is never imported
-or called. It returns only the tensors of the `state_dict`.
+or called. It returns only the tensors of the `state_dict`. Composer checkpoints (`.pt`, fine-tuning from a dnax
+pretraining run) are read the same way (`load_checkpoint_tensors`).
 """
 from __future__ import annotations
 
@@ -49,12 +50,19 @@ class _PickleModule:
     load = pickle.load
 
 
+def load_checkpoint_tensors(path: str | Path) -> object:
+    """`torch.load` of a pickled checkpoint (Lightning `.ckpt`, Composer `.pt`) that resolves only the globals of
+    tensors and plain containers: other objects in it come back as inert placeholders, and nothing it names is
+    imported or called."""
+    return torch.load(Path(path), map_location="cpu", pickle_module=_PickleModule, weights_only=False)
+
+
 def load_lightning_state_dict(path: str | Path, strip_prefix: str = "") -> dict[str, torch.Tensor]:
     """The `state_dict` of a reference Lightning checkpoint, with `strip_prefix` removed from every key.
 
     Raises ValueError (naming the file) if a key lacks the prefix or the file has no state_dict.
     """
-    ckpt = torch.load(Path(path), map_location="cpu", pickle_module=_PickleModule, weights_only=False)
+    ckpt = load_checkpoint_tensors(path)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ValueError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
     sd = ckpt["state_dict"]

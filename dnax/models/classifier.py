@@ -194,7 +194,9 @@ def backbone_state_dict(source: str | os.PathLike) -> tuple[dict[str, torch.Tens
         return model.state_dict(), getattr(model, "init_kwargs", None), f"dnax pretrained {path}"
     ckpt = _composer_checkpoint(path)
     if ckpt is not None:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        from dnax.reference_checkpoint import load_checkpoint_tensors
+
+        state = load_checkpoint_tensors(ckpt)  # only its tensors: nothing in the pickle is imported or called
         try:
             model = state["state"]["model"]
         except (KeyError, TypeError):

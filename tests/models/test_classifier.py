@@ -1,4 +1,6 @@
 """SequenceClassifier: pooling over real tokens, PH averaging of both strands, PS RC-invariance, weight loading."""
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -116,11 +118,21 @@ def test_frozen_backbone_trains_the_head_only():
     assert all(p.requires_grad for p in model.head.parameters())
 
 
+class _Payload:  # what a tampered checkpoint could hold: unpickling it would run a command
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
 def test_load_backbone_from_a_composer_pretraining_checkpoint(tmp_path):
+    """Its weights load; nothing else in the pickle is imported or called (`load_checkpoint_tensors`)."""
     lm = DnaLM(tiny_xlstm(bidirectional=True), MaskedLM())
     ckpt = tmp_path / "run" / "checkpoints"
     ckpt.mkdir(parents=True)
-    torch.save({"state": {"model": lm.state_dict()}}, ckpt / "ep0-ba2-rank0.pt")
+    torch.save({"state": {"model": lm.state_dict(), "callbacks": _Payload(tmp_path / "ran")}},
+               ckpt / "ep0-ba2-rank0.pt")
     (ckpt / "latest-rank0.pt").symlink_to("ep0-ba2-rank0.pt")
     torch.manual_seed(1)
     fresh = XLSTMLM(d_model=32, n_layer=2, m_num_heads=2, m_qkv_proj_blocksize=4, m_backend="parallel",
@@ -128,6 +140,7 @@ def test_load_backbone_from_a_composer_pretraining_checkpoint(tmp_path):
     model = SequenceClassifier(fresh, num_classes=2, pretrained=str(tmp_path / "run"))
     for key, value in lm.backbone.state_dict().items():
         assert torch.equal(model.backbone.state_dict()[key], value), key
+    assert not (tmp_path / "ran").exists()
 
 
 def test_load_backbone_from_a_dnax_pretrained_directory(tmp_path):
