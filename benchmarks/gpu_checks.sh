@@ -8,7 +8,8 @@
 # Stages, in the order they run (default: all but tune, whose table is committed): tune (kernel launch configurations
 # -> kernels/mlstm_bidirectional_tuned.json; run tests after it), tests (the Triton kernels' tests at GPU shapes),
 # backbones / backbones32k (every backbone's train step at 1k / 32k, bf16, with the backends 'auto' picks; at 1k also
-# Mamba/Caduceus with the PyTorch selective scan), slstm (the xlstm sLSTM CUDA kernel: JIT
+# Mamba/Caduceus with the PyTorch selective scan), scansplits (the Triton selective scan with and without time
+# splits), slstm (the xlstm sLSTM CUDA kernel: JIT
 # build + equality with the vanilla backend; then the sLSTM train step with the triton, vanilla and cuda backends),
 # anchors (issue 7's xLSTM anchor table; the slow cases last), kernel (native bidirectional cell vs sequence length),
 # datastep (RC + MLM masking per batch). Logs go to $GPU_LOG_DIR (default
@@ -32,7 +33,7 @@ stage() {  # name, seconds, command...
   if [ -n "${AFTER_STAGE:-}" ]; then bash -c "$AFTER_STAGE"; fi
 }
 
-STAGES=" ${*:-tests backbones backbones32k slstm anchors kernel datastep} "
+STAGES=" ${*:-tests backbones backbones32k scansplits slstm anchors kernel datastep} "
 wanted() { [[ "$STAGES" == *" $1 "* ]]; }
 
 { nvidia-smi -L; $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
@@ -53,6 +54,8 @@ wanted backbones32k && stage backbones32k 300 $PY -m benchmarks.train_step --dev
   --length 32768 --steps 2 --timeout 60 --no-reference --mode causal --mode native_bidirectional --mode mamba \
   --mode caduceus_ph --mode caduceus_ps --mode transformer_pp --mode hyena --mode flip_add --mode slstm \
   --mode mamba2
+# the Triton selective scan in one piece vs split in time (time_splits), Mamba / BiMamba at 2 x 32768 and 32 x 1024
+wanted scansplits && stage scansplits 120 $PY -m benchmarks.selective_scan_splits --splits 8 --splits 64
 wanted slstm && stage slstm 90 $PY -m pytest -q -x -p no:cacheprovider tests/models/test_slstm.py -k cuda_backend
 # the sLSTM model's train step with each sLSTM backend, 32 x 1024 bf16
 wanted slstm && stage slstm_rows 200 bash -c 'for b in triton vanilla cuda; do "$0" -m benchmarks.train_step \

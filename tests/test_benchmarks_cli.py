@@ -6,7 +6,7 @@ import json
 import pytest
 
 from benchmarks import (activation_memory, context_scaling, data_step, loader_throughput, machine,
-                        selective_scan_cpu, train_step)
+                        selective_scan_cpu, selective_scan_splits, train_step)
 from benchmarks import run as bench_run
 
 
@@ -38,15 +38,31 @@ def bad_args(main, argv, capsys) -> str:
     (selective_scan_cpu.main, ["--length", "-5"], "argument --length: must be >= 1, got -5"),
     (selective_scan_cpu.main, ["--reps", "0"], "argument --reps: must be >= 1, got 0"),
     (selective_scan_cpu.main, ["--chunk-size", "0"], "argument --chunk-size: must be >= 1, got 0"),
+    (selective_scan_splits.main, ["--shape", "2x256x32768x16"], "expected BATCHxD_INNERxLENGTHxD_STATExGROUPS"),
+    (selective_scan_splits.main, ["--shape", "2x255x64x16x2"], "D_INNER a multiple of GROUPS"),
+    (selective_scan_splits.main, ["--splits", "0"], "argument --splits: must be >= 1, got 0"),
     (loader_throughput.main, ["--length", "60000"], "--length 60000 bp holds fewer than --batch 64 windows of 1024"),
     (loader_throughput.main, ["--seconds", "0"], "--seconds must be > 0, got 0.0"),
 ])
 def test_bad_arguments_are_one_line_exit_2_and_write_nothing(main, argv, message, capsys, tmp_path):
-    out = ["--out", str(tmp_path / "r.json")] if main in (selective_scan_cpu.main, loader_throughput.main) else \
+    out = ["--out", str(tmp_path / "r.json")] if main in (selective_scan_cpu.main, loader_throughput.main,
+                                                          selective_scan_splits.main) else \
         ["--out-dir", str(tmp_path)]
     line = bad_args(main, argv + out, capsys)
     assert "error: " in line and message in line, line
     assert not list(tmp_path.iterdir())
+
+
+def test_scan_splits_benchmark_compares_split_counts_against_one(tmp_path):
+    """In Triton's interpreter (tests run there without a GPU), at a tiny shape: a row per setting, the split count
+    it used, and results equal to the 1-split scan up to fp32 rounding."""
+    out = tmp_path / "splits.json"
+    result = selective_scan_splits.main(["--device", "cpu", "--shape", "1x8x300x4x1", "--splits", "3", "--reps", "1",
+                                         "--out", str(out)])
+    assert [(r["setting"], r["splits"]) for r in result["rows"]] == [("1", 1), ("auto", 1), ("3", 3)]
+    assert all(r["max_abs_diff_vs_1"] < 1e-4 for r in result["rows"]) and result["rows"][2]["programs"] == 3
+    assert json.loads(out.read_text())["rows"] == result["rows"]
+    assert "| 1x8x300x4x1 | 3 | 3 |" in out.with_suffix(".md").read_text()
 
 
 def test_loader_names_a_missing_fasta(capsys, tmp_path):
