@@ -106,7 +106,8 @@ def hg38_xlstm_alternating() -> fdl.Partial:
 @experiment
 def hg38_xlstm_slstm() -> fdl.Partial:
     """sLSTM-only xLSTM-DNA (`s_lstm_at=[0,1,2,3]`, 4 heads, gated FFN proj 1.1 rounded to a multiple of 8), MLM
-    flip-and-add: the pretraining script's default configuration."""
+    flip-and-add: the pretraining script's default sLSTM settings, at the ~500k size (d_model 128; the script's
+    default D_MODEL is 256, `model.backbone.d_model=256`)."""
     cfg = hg38_xlstm()
     backbone = cfg.model.backbone
     backbone.s_lstm_at = [0, 1, 2, 3]

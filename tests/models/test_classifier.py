@@ -191,3 +191,11 @@ def test_ps_classifier_on_a_reference_rcps_run():
         if isinstance(layer, SLSTMLayer):
             layer.rc_head_flip = False
     assert invariant()
+    # a dnax model of that configuration (not from_reference_config) is built without the quirk; loading the
+    # reference's weights into it is refused by name (the computation differs), unless done by hand
+    dnax_backbone = XLSTMLM(**{**backbone.init_kwargs, "s_rc_head_flip": False})
+    with pytest.raises(ValueError, match=r"differs from the model's in s_rc_head_flip \(True vs False\)"):
+        SequenceClassifier(dnax_backbone, num_classes=2, rc_mode="ps", pretrained=str(case))
+    dnax_backbone.load_state_dict(reference.state_dict())
+    model = SequenceClassifier(dnax_backbone, num_classes=2, rc_mode="ps").eval()
+    assert invariant()

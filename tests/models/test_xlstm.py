@@ -316,6 +316,27 @@ def test_rcps_mlstm_model_is_rc_equivariant():
     torch.testing.assert_close(rc_logits, logits.flip(1)[..., comp], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("flip", [False, True], ids=["dnax", "reference_quirk"])
+def test_rcps_slstm_model_is_rc_equivariant_unless_it_reproduces_the_reference(flip):
+    """XLSTMLM(rcps=True) with sLSTM blocks: exactly RC-equivariant by default; `s_rc_head_flip=True` (what
+    `from_reference_config` builds, for the reference's checkpoints) flips the heads in the RC branch and is not."""
+    torch.manual_seed(0)
+    model = XLSTMLM(d_model=32, n_layer=2, m_num_heads=2, s_num_heads=2, m_qkv_proj_blocksize=4, s_lstm_at=[0],
+                    rcps=True, bidirectional=True, s_backend="vanilla", m_backend="parallel",
+                    s_rc_head_flip=flip).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # off the zero / ones initialisation, so the heads differ
+            p.add_(0.3 * torch.randn_like(p))
+    comp = torch.tensor([COMPLEMENT_MAP[i] for i in range(12)])
+    ids = _ids()
+    with torch.no_grad():
+        err = (model(comp[ids.flip(-1)]) - model(ids).flip(1)[..., comp]).abs().max().item()
+    assert (err > 0.1) if flip else (err < 1e-5), err
+    cfg = {"config": {"_target_": "models.dna_xlstm.modelling_xlstm.xLSTMConfig", "d_model": 32, "n_layer": 2,
+                      "s_lstm_at": [0], "rcps": True, "complement_map": None}}
+    assert XLSTMLM.from_reference_config(cfg).init_kwargs["s_rc_head_flip"] is True
+
+
 def test_kernel_backend_gets_autocast_dtype_inputs_and_fp32_gates(monkeypatch):
     """Under bf16 autocast the Triton backends get q, k, v in bf16 and the gates in fp32, and mlstm_kernels is told
     to run in bf16 (its custom_fwd casts every input to `autocast_kernel_dtype`, fp32 unless given: fp32 tiles ran

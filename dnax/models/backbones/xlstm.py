@@ -113,7 +113,10 @@ class XLSTMLM(nn.Module):
     dnax extras: `m_backend` also takes "kernel" (mlstm_kernels) and "auto" (fastest on the device; the math is
     the same for all), `s_backend` is handed to the sLSTM layer, `gradient_checkpointing` checkpoints each block
     (the reference always does; off by default here), `m_recompute_cell` checkpoints only the mLSTM cells (most of
-    the activation memory of the chunkwise forms at long context, for one extra cell forward).
+    the activation memory of the chunkwise forms at long context, for one extra cell forward), `s_rc_head_flip`
+    reproduces the reference's RCPS sLSTM, which flips the heads in its reverse-complement branch and so is not
+    RC-equivariant (`from_reference_config` sets it: its checkpoints need it; off by default, so a dnax RCPS model
+    with sLSTM blocks is exactly RC-equivariant).
     """
 
     def __init__(
@@ -149,6 +152,7 @@ class XLSTMLM(nn.Module):
         gradient_checkpointing: bool = False,
         s_backend: Literal["auto", "vanilla", "triton", "cuda"] = "auto",
         m_recompute_cell: bool = False,
+        s_rc_head_flip: bool = False,
     ):
         init_kwargs = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
@@ -189,7 +193,8 @@ class XLSTMLM(nn.Module):
 
                 xlstm = SLSTMLayer(embedding_dim=d_model, num_heads=s_num_heads,
                                    conv1d_kernel_size=s_conv1d_kernel_size, conv1d_causal=s_conv1d_causal,
-                                   dropout=dropout, backend=s_backend, block_idx=idx, num_blocks=n_layer)
+                                   dropout=dropout, backend=s_backend, block_idx=idx, num_blocks=n_layer,
+                                   rc_head_flip=s_rc_head_flip)
                 xlstm = wrap(xlstm)
                 ffn_norm = wrap(LayerNorm(d_model))
                 ffn = wrap(GatedFeedForward(embedding_dim=d_model, proj_factor=s_proj_factor,
@@ -255,10 +260,11 @@ class XLSTMLM(nn.Module):
     def from_reference_config(cls, model_config: dict[str, Any], **overrides: Any) -> "XLSTMLM":
         """Build from a reference `model_config.json` dict ({"config": {...}} or the inner dict).
 
-        `complement_map: null` is filled from `dnax.tokenizer` (as the reference scripts do); `overrides` replace
-        entries, e.g. `m_backend="auto"` for speed (the math is the same). Unknown keys raise.
+        `complement_map: null` is filled from `dnax.tokenizer` (as the reference scripts do); the reference's RCPS
+        sLSTM quirk is reproduced (`s_rc_head_flip`); `overrides` replace entries, e.g. `m_backend="auto"` for speed
+        (the math is the same). Unknown keys raise.
         """
-        cfg = dict(model_config.get("config", model_config))
+        cfg = dict(model_config.get("config", model_config), s_rc_head_flip=True)
         for key in cls._REFERENCE_IGNORED:
             cfg.pop(key, None)
         if cfg.get("complement_map") is not None:
