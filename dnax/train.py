@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 import torch
-from composer import Trainer
+from composer import ComposerModel, Trainer
 from composer.core import State
 from composer.utils import dist
 from torch import nn
@@ -22,17 +22,44 @@ def _keyword(factory: Callable, name: str):
     return getattr(factory, "keywords", {}).get(name)
 
 
-def param_groups(model: nn.Module) -> list[dict]:
-    """All trainable parameters in one group, except those carrying an `_optim` dict of overrides
-    (e.g. HyenaDNA's filter parameters: own lr / no weight decay), which get one group per distinct dict.
+#: module types whose parameters get no weight decay in the reference (hyena-dna / DNA-xLSTM `add_optimizer_hooks`
+#: with `normalization_weight_decay: False`); only torch's own classes: the reference's xLSTM LayerNorm and Mamba /
+#: Llama RMSNorm are plain modules, so their weights are decayed there (and here)
+NORMALIZATION_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.SyncBatchNorm,
+                         nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LayerNorm, nn.LocalResponseNorm)
 
-    Like the reference, weight decay applies to every parameter that does not opt out through `_optim`.
-    """
+
+def no_weight_decay(module: nn.Module, bias_weight_decay: bool = False,
+                    normalization_weight_decay: bool = False) -> set[int]:
+    """The ids of `module`'s parameters that the reference trains without weight decay (its
+    `train.optimizer_param_grouping`, both False in every DNA-xLSTM / Caduceus / HyenaDNA run): biases (names
+    ending in "bias"), parameters marked `_no_weight_decay` (Mamba's A_log and D), and the parameters of
+    `nn.Embedding` and torch normalization modules (a head tied to the embedding included)."""
+    excluded = (nn.Embedding,) + (() if normalization_weight_decay else NORMALIZATION_MODULES)
+    ids = set()
+    for _, m in module.named_modules():
+        for name, p in m.named_parameters():
+            if ((not bias_weight_decay and name.endswith("bias")) or getattr(p, "_no_weight_decay", False)
+                    or isinstance(m, excluded)):
+                ids.add(id(p))
+    return ids
+
+
+def param_groups(model: nn.Module, bias_weight_decay: bool = False,
+                 normalization_weight_decay: bool = False) -> list[dict]:
+    """Optimizer parameter groups as the reference builds them: the backbone's (a Composer model's `backbone`, such
+    as `DnaLM`'s or `SequenceClassifier`'s; else all of `model`) `no_weight_decay` parameters in a group with weight_decay 0; parameters carrying an `_optim` dict of overrides
+    (HyenaDNA's filter: own lr / no weight decay) one group per distinct dict; everything else (a fine-tuning head
+    included, as the reference's decoder) in the first group, with the optimizer's settings. As in the reference,
+    the no-decay rule replaces an `_optim` dict (HyenaDNA's filter biases keep no weight decay, and the optimizer's
+    lr)."""
+    backbone = model.backbone if isinstance(model, ComposerModel) and hasattr(model, "backbone") else model
+    no_decay = no_weight_decay(backbone, bias_weight_decay, normalization_weight_decay)
     plain, special = [], {}
     for p in model.parameters():
         if not p.requires_grad:
             continue
-        hp = getattr(p, "_optim", None)
+        hp = {"weight_decay": 0.0} if id(p) in no_decay else getattr(p, "_optim", None)
         if hp is None:
             plain.append(p)
         else:
@@ -46,6 +73,8 @@ def train(
     optimizer: Callable[[list[dict]], torch.optim.Optimizer],
     trainer: Callable[..., Trainer],
     eval_dataloader: Iterable | None = None,
+    bias_weight_decay: bool = False,
+    normalization_weight_decay: bool = False,
 ) -> Trainer:
     """Fit `model` on `train_dataloader` with `trainer(**everything else)`.
 
@@ -55,6 +84,8 @@ def train(
         optimizer: factory taking parameter groups (e.g. `functools.partial(torch.optim.AdamW, lr=...)`).
         trainer: factory for `composer.Trainer` holding duration, schedulers, algorithms, callbacks, precision,
             checkpointing; the model, data and optimizer are added here.
+        bias_weight_decay / normalization_weight_decay: decay the backbone's biases / normalization weights too
+            (the reference's `train.optimizer_param_grouping`; both off there and by default, see `param_groups`).
 
     A run that autoresumes at or past its `max_duration` is not fitted again: a one-line note is printed and the
     Trainer returned as loaded. A checkpoint that does not fit the model (the run's configuration changed) is a
@@ -62,7 +93,7 @@ def train(
     """
     try:
         fit = trainer(model=model, train_dataloader=train_dataloader, eval_dataloader=eval_dataloader,
-                      optimizers=optimizer(param_groups(model)))
+                      optimizers=optimizer(param_groups(model, bias_weight_decay, normalization_weight_decay)))
     except RuntimeError as e:  # torch's strict load of the checkpoint the run resumes from
         if not str(e).startswith("Error(s) in loading state_dict"):
             raise

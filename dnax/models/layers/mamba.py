@@ -8,8 +8,8 @@
     D                (E,)         skip, ones
     out_proj.weight  (D, E)       [bias (D,)]
 
-`A_log` and `D` carry `_no_weight_decay = True` like the reference (a marker: the reference hg38 recipe does not
-group parameters, so weight decay reaches them there too; `dnax.train.param_groups` only reads `_optim`).
+`A_log` and `D` carry `_no_weight_decay = True` like the reference: `dnax.train.param_groups` trains them without
+weight decay, as the reference's `add_optimizer_hooks` does.
 
 The constructor draws random numbers in the reference's order, so under one seed it yields the reference's
 weights; `mamba_lm_init_` is the LM-level re-init (`mixer_seq_simple._init_weights`, also Caduceus's).
