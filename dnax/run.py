@@ -174,6 +174,8 @@ def _split_path(path: str) -> list[str | int]:
 
 
 def _fields(obj: Any) -> list[str]:
+    if isinstance(obj, dict):
+        return [str(k) for k in obj]
     if isinstance(obj, fdl.Buildable):
         try:
             return list(inspect.signature(obj.__fn_or_cls__).parameters) + list(obj.__arguments__)
@@ -184,7 +186,7 @@ def _fields(obj: Any) -> list[str]:
 
 def _get(obj: Any, key: str | int, done: str) -> Any:
     try:
-        return obj[key] if isinstance(key, int) else getattr(obj, key)
+        return obj[key] if isinstance(key, int) or isinstance(obj, dict) else getattr(obj, key)
     except (AttributeError, IndexError, KeyError, TypeError):
         where = done or "config"
         full = _join(done, key)
@@ -198,7 +200,8 @@ def _join(done: str, key: str | int) -> str:
 
 
 def set_path(cfg: fdl.Buildable, path: str, value: Any) -> None:
-    """Set `a.b[0].c = value` on a fiddle config, failing with a one-line error on an unknown field."""
+    """Set `a.b[0].c = value` on a fiddle config, failing with a one-line error on an unknown field. A dict in the
+    config (e.g. Mamba's `ssm_cfg`) takes `...ssm_cfg.d_state=128` for a key it already has."""
     parts = _split_path(path)
     obj, done = cfg, ""
     for key in parts[:-1]:
@@ -208,15 +211,20 @@ def set_path(cfg: fdl.Buildable, path: str, value: Any) -> None:
     try:
         if isinstance(last, int):
             obj[last] = value
+        elif isinstance(obj, dict):
+            if last not in obj:
+                raise KeyError(last)
+            obj[last] = value
         else:
             if isinstance(obj, fdl.Buildable) and last not in _fields(obj):
                 raise AttributeError
             if isinstance(obj, fdl.Buildable):
                 _check_type(obj, last, value, path)
             setattr(obj, last, value)
-    except (AttributeError, TypeError, IndexError):
-        raise UsageError(f"cannot set {path!r}: {done or 'config'} has no field {last!r}"
-                         f"{_suggest(str(last), _fields(obj))}") from None
+    except (AttributeError, TypeError, IndexError, KeyError):
+        what = (f"has no key {last!r}{_suggest(str(last), _fields(obj))} (to replace the whole dict: {done}={{...}})"
+                if isinstance(obj, dict) else f"has no field {last!r}{_suggest(str(last), _fields(obj))}")
+        raise UsageError(f"cannot set {path!r}: {done or 'config'} {what}") from None
 
 
 def _type_hint(obj: fdl.Buildable, field: str) -> Any:

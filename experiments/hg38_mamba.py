@@ -5,8 +5,9 @@ next-token prediction (CLM), 1k windows, 2^20 tokens per step, 10k steps, AdamW 
 10 % warmup then cosine, grad clip 1.0, bf16, RC augmentation on. Model: `MambaLMHeadModel` with RMSNorm pre-norm
 residual blocks, d_state 16, d_conv 4, expand 2, vocab padded to 16, tied embedding/head. d_model 128 is the
 ~0.5M-parameter size of the paper's tables; the scripts' default D_MODEL=256 is `hg38_mamba_2m`.
-(caduceus's `configs/model/mamba.yaml` sets d_state 128 for its own scaling runs; the DNA models here use the
-Caduceus `ssm_cfg`, d_state 16.)
+d_state: the scripts pass no `ssm_cfg`, so the reference's `configs/model/mamba.yaml` decides, and DNA-xLSTM's copy
+of that file could not be read here; caduceus's copy sets d_state 128. dnax uses the Caduceus `ssm_cfg` (d_state
+16, 468,608 parameters at d_model 128); `model.backbone.ssm_cfg.d_state=128` runs caduceus's setting (812,672).
 
     python -m dnax.run experiments.hg38_mamba            # the paper run (needs hg38 MDS shards, GPU)
     python -m dnax.run experiments.hg38_mamba sample     # the same model on the bundled chrX sample, CPU

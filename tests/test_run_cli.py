@@ -45,6 +45,18 @@ def test_overrides_and_fiddlers_apply_in_order():
     assert built_len == 2048 or getattr(built_len, "value", None) == 2048
 
 
+def test_a_dict_in_the_config_takes_overrides_of_its_keys(capsys):
+    from experiments import hg38_mamba
+
+    cfg = hg38_mamba.hg38_mamba()
+    cli.mutate(cfg, ["model.backbone.ssm_cfg.d_state=128"])
+    assert cfg.model.backbone.ssm_cfg["d_state"] == 128 and cfg.model.backbone.ssm_cfg["d_conv"] == 4
+    assert cli.main(["experiments.hg38_mamba", "model.backbone.ssm_cfg.d_stat=128", "--dry-run"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "dnax.run: error: cannot set 'model.backbone.ssm_cfg.d_stat': model.backbone.ssm_cfg has no key 'd_stat'; "
+        "did you mean 'd_state'? (to replace the whole dict: model.backbone.ssm_cfg={...})")
+
+
 @pytest.mark.parametrize("token, fragment", [
     ("model.backbone.n_layr=8", "n_layer"),
     ("model.backbon.n_layer=8", "backbone"),
