@@ -41,6 +41,34 @@ class UsageError(Exception):
     """A bad command line or config path: reported as one line, exit status 2."""
 
 
+class ConfigBuildError(ValueError):
+    """A config value that one of dnax's own classes or functions refused while the config was built (e.g.
+    `model.backbone.s_lstm_at=[0, 9]` for 4 blocks): the config path, the class, and the refusal, on one line."""
+
+
+_REPOSITORY = Path(__file__).resolve().parents[1]
+_OWN_CODE = tuple(str(_REPOSITORY / d) + os.sep for d in ("dnax", "experiments", "kernels", "data_tools"))
+_FIDDLE_CONTEXT = re.compile(r"failed to construct or call (\S+) at <root>\.?(\S*) with")
+
+
+def _build(cfg: fdl.Buildable) -> Any:
+    """`fdl.build(cfg)`; a ValueError / NotImplementedError raised by dnax's own code while building (its message
+    is written for users) becomes a ConfigBuildError naming the config path, e.g. "model.backbone (XLSTMLM):
+    s_lstm_at [0, 9] outside 0..3". Errors raised elsewhere (torch, a library) keep their traceback."""
+    try:
+        return fdl.build(cfg)
+    except (ValueError, NotImplementedError) as e:
+        tb = e.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is None or not tb.tb_frame.f_code.co_filename.startswith(_OWN_CODE) or _is_user_error(e):
+            raise  # not ours (keeps its traceback), or already one line of its own (missing data, bad batch)
+        text = "\n".join([str(e), *getattr(e, "__notes__", [])])
+        where = _FIDDLE_CONTEXT.search(text)
+        prefix = f"{where.group(2) or 'config'} ({where.group(1)}): " if where else ""
+        raise ConfigBuildError(prefix + (str(e).splitlines() or [type(e).__name__])[0]) from e
+
+
 # -- resolution -----------------------------------------------------------------------------------------------
 def _module_names(package: str) -> list[str]:
     try:
@@ -346,7 +374,7 @@ def run(cfg: fdl.Buildable, *, save: bool = True):
     if cfg.trainer.run_name is None:
         cfg.trainer.run_name = _default_run_name(getattr(cfg, "__name__", "run"), [], cfg)
     reproducibility.seed_all(cfg.trainer.seed if cfg.trainer.seed is not None else 17)
-    built = fdl.build(cfg)  # before saving: a config that does not build (bad value, missing data) leaves no run dir
+    built = _build(cfg)  # before saving: a config that does not build (bad value, missing data) leaves no run dir
     run_dir = run_dir_of(cfg)
     previous = (run_dir / "config.json").read_bytes() if save and (run_dir / "config.json").is_file() else None
     if save:
@@ -431,7 +459,7 @@ def _is_user_error(e: BaseException) -> bool:
     shards; a fine-tuning task's files, or the hub offline without a cache: TaskDataError), the
     object store's (unreachable, refused, no such bucket; a shard that cannot be downloaded), a reference model
     that cannot be fetched or does not fit (dnax.convert, dnax.download), and a trainer argument Composer rejects or
-    a resumed checkpoint that does not fit (dnax.train)."""
+    a resumed checkpoint that does not fit (dnax.train), a config value dnax's own code refused (ConfigBuildError)."""
     from dnax.convert import ConversionError
     from dnax.data.downstream import TaskDataError
     from dnax.data.object_store import ObjectStoreError, ShardDownloadError
@@ -444,7 +472,8 @@ def _is_user_error(e: BaseException) -> bool:
     except ImportError:
         InputError = ()  # noqa: N806
     return (isinstance(e, (InputError, ObjectStoreError, ShardDownloadError, ConversionError, DownloadError,
-                           CheckpointMismatchError, TrainerArgumentError, BatchSizeError, TaskDataError))
+                           CheckpointMismatchError, TrainerArgumentError, BatchSizeError, TaskDataError,
+                           ConfigBuildError))
             or (isinstance(e, FileNotFoundError) and "data_tools" in str(e)))
 
 

@@ -53,6 +53,26 @@ def test_config_that_does_not_build_leaves_no_run_dir(in_tmp, monkeypatch, capsy
     assert not (in_tmp / "runs" / "broken").exists()
 
 
+@pytest.mark.parametrize("experiment, token, message", [
+    ("hg38_xlstm", "model.backbone.s_lstm_at=[0,9]", "model.backbone (XLSTMLM): s_lstm_at [0, 9] outside 0..3"),
+    ("hg38_xlstm", "model.backbone.n_layer=0", "model.backbone (XLSTMLM): XLSTMLM: n_layer must be >= 1, got 0"),
+    ("hg38_xlstm", "model.objective.mlm_probability=1.5",
+     "model.objective (MaskedLM): MaskedLM: mlm_probability must be in (0, 1], got 1.5"),
+    ("hg38_transformer_pp", "model.backbone.n_kv_heads=3",
+     "model.backbone (TransformerPPLM): Attention: n_heads 8 is not a multiple of n_kv_heads 3"),
+    ("hg38_hyena", "model.backbone.n_layer=0", "model.backbone (HyenaLM): HyenaLM: n_layer must be >= 1, got 0"),
+    ("hg38_mamba", "model.backbone.n_layer=0", "model.backbone (MambaLM): MambaLM: n_layer must be >= 1, got 0"),
+    ("hg38_caduceus.hg38_caduceus_ph", "model.backbone.n_layer=0",
+     "model.backbone (CaduceusLM): CaduceusLM: n_layer must be >= 1, got 0"),
+])
+def test_a_value_dnax_refuses_while_building_is_one_line_naming_the_config_path(in_tmp, capsys, experiment, token,
+                                                                                  message):
+    assert cli.main([f"experiments.{experiment}", "tiny", token, "trainer.run_name=refused"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"dnax.run: error: {message}"
+    assert not (in_tmp / "runs" / "refused").exists()
+
+
 def test_starting_a_finished_run_again_is_a_note_not_a_traceback(in_tmp, capfd):
     cfg = hg38_xlstm.hg38_xlstm()
     cli.mutate(cfg, ["tiny", "model.backbone.n_layer=1", "trainer.run_name=done"])

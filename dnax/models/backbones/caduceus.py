@@ -202,6 +202,8 @@ class CaduceusLM(nn.Module):
     ):
         init_kwargs = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
+        if n_layer < 1:
+            raise ValueError(f"{type(self).__name__}: n_layer must be >= 1, got {n_layer}")
         #: the constructor arguments, for `dnax.pretrained.save_pretrained`
         self.init_kwargs = init_kwargs
         if complement_map is None:
