@@ -36,18 +36,31 @@ class _Inert:
     def __setitem__(self, key, value):
         pass
 
+    def append(self, item):
+        pass
+
+    def extend(self, items):
+        pass
+
+    def add(self, item):
+        pass
+
 
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
-        if (module, name) in _REAL_GLOBALS or (module == "torch" and isinstance(getattr(torch, name, None),
-                                                                                 torch.dtype)):
+        if (module, name) in _REAL_GLOBALS or (module == "torch" and isinstance(vars(torch).get(name), torch.dtype)):
             return super().find_class(module, name)
         return _Inert
 
 
 class _PickleModule:
+    """What `torch.load` unpickles with: the restricted Unpickler, also for the legacy (non-zip) format's header
+    records, which torch reads with `pickle_module.load`."""
     Unpickler = _RestrictedUnpickler
-    load = pickle.load
+
+    @staticmethod
+    def load(file, **kwargs):
+        return _RestrictedUnpickler(file, **kwargs).load()
 
 
 def load_checkpoint_tensors(path: str | Path) -> object:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -117,6 +118,13 @@ def test_loading_a_reference_checkpoint_never_runs_code_from_it(tmp_path):
     with pytest.raises(ValueError, match=f"state_dict entry '{PREFIX}extra' is not a tensor"):
         load_lightning_state_dict(case / CKPT)
     assert not marker.exists()
+    # not a zip: torch's legacy reader unpickles its header records with the pickle module it is given
+    for legacy in (lambda f: pickle.dump(Payload(), f), lambda f: torch.save({"x": Payload()}, f,
+                                                                             _use_new_zipfile_serialization=False)):
+        with open(case / CKPT, "wb") as f:
+            legacy(f)
+        assert main(["check", str(case)]) == 2
+        assert not marker.exists()
 
 
 @pytest.mark.parametrize("ids, message", [
