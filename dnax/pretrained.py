@@ -28,7 +28,9 @@ from torch import nn
 
 from dnax.atomic import current_umask
 
-FORMAT, VERSION = "dnax-pretrained", 1
+#: format 2: XLSTMLM's `s_rc_head_flip` (a class whose kwargs changed meaning upgrades older ones with its
+#: `upgrade_init_kwargs(kwargs, version)`)
+FORMAT, VERSION = "dnax-pretrained", 2
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 
 
@@ -107,7 +109,11 @@ def _replace_dir(new: Path, directory: Path) -> None:
         os.replace(new, directory)
         return
     old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
-    os.replace(directory, old / "d")
+    try:
+        os.replace(directory, old / "d")
+    except BaseException:
+        old.rmdir()
+        raise
     try:
         os.replace(new, directory)
     except BaseException:
@@ -215,7 +221,7 @@ def pretrained_backbone(directory: str | os.PathLike, trust_code: bool = False, 
         return cls(**kwargs)
     except (TypeError, ValueError, KeyError, AttributeError, NotImplementedError) as e:
         raise ValueError(f"{Path(directory) / CONFIG}: its kwargs do not build {cls.__name__}: "
-                         f"{_one_line(e)}") from None
+                         f"{_one_line(e)}") from e
 
 
 def pretrained_spec(directory: str | os.PathLike, trust_code: bool = False) -> tuple[type, dict[str, Any]]:
@@ -255,4 +261,7 @@ def pretrained_spec(directory: str | os.PathLike, trust_code: bool = False) -> t
         raise ValueError(f"{cfg_path}: class {name!r} is not a torch.nn.Module subclass; not calling it")
     if not isinstance(kwargs, dict):
         raise ValueError(f"{cfg_path}: 'kwargs' must be a JSON object, got {type(kwargs).__name__}")
-    return cls, _decode(kwargs)
+    kwargs = _decode(kwargs)
+    if version < VERSION and hasattr(cls, "upgrade_init_kwargs"):
+        kwargs = cls.upgrade_init_kwargs(kwargs, version)
+    return cls, kwargs

@@ -30,7 +30,7 @@ def _edit_config(directory, **changes):
      "model.safetensors: not a readable safetensors file"),
     (lambda d: (d / "config.json").write_text("{not json"), ValueError, r"config.json: not valid JSON"),
     (lambda d: (d / "config.json").write_text("[1]"), ValueError, "config.json: not a dnax pretrained config"),
-    (lambda d: _edit_config(d, version=2), ValueError, "config.json: format version 2, this dnax reads up to 1"),
+    (lambda d: _edit_config(d, version=3), ValueError, "config.json: format version 3, this dnax reads up to 2"),
     (lambda d: _edit_config(d, **{"class": "dnax.models.backbones.xlstm.Nope"}), ValueError,
      r"config.json: class 'dnax.models.backbones.xlstm.Nope' cannot be imported"),
     (lambda d: _edit_config(d, **{"class": "dnax.models.backbones.nope.XLSTMLM"}), ValueError,
@@ -57,6 +57,22 @@ def test_damaged_directory_is_named_on_one_line(saved, damage, error, message):
     with pytest.raises(error, match=message) as info:
         from_pretrained(d)
     assert str(d) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_format_1_rcps_slstm_model_keeps_the_head_flip_it_was_saved_with(tmp_path):
+    """Before format 2, XLSTMLM had no `s_rc_head_flip` and an RCPS model with sLSTM blocks always flipped; such a
+    folder loads with the flip (a model without sLSTM blocks, or saved today, as recorded)."""
+    torch.manual_seed(0)
+    kw = dict(d_model=32, n_layer=2, m_num_heads=2, s_num_heads=2, m_qkv_proj_blocksize=4, rcps=True,
+              bidirectional=True, s_backend="vanilla", m_backend="parallel")
+    for s_lstm_at, flipped in (([0], True), ([], False)):
+        d = save_pretrained(XLSTMLM(**kw, s_lstm_at=s_lstm_at), tmp_path / f"m{len(s_lstm_at)}")
+        cfg = json.loads((d / "config.json").read_text())
+        assert cfg["version"] == 2 and cfg["kwargs"]["s_rc_head_flip"] is False
+        assert from_pretrained(d).init_kwargs["s_rc_head_flip"] is False
+        del cfg["kwargs"]["s_rc_head_flip"]
+        (d / "config.json").write_text(json.dumps({**cfg, "version": 1}))
+        assert from_pretrained(d).init_kwargs["s_rc_head_flip"] is flipped
 
 
 class _MyBackbone(torch.nn.Linear):  # a user's own module, saved with dnax

@@ -335,6 +335,9 @@ def test_rcps_slstm_model_is_rc_equivariant_unless_it_reproduces_the_reference(f
     cfg = {"config": {"_target_": "models.dna_xlstm.modelling_xlstm.xLSTMConfig", "d_model": 32, "n_layer": 2,
                       "s_lstm_at": [0], "rcps": True, "complement_map": None}}
     assert XLSTMLM.from_reference_config(cfg).init_kwargs["s_rc_head_flip"] is True
+    for other in ({"rcps": False}, {"s_lstm_at": []}):  # where the flip does nothing, the default (comparable)
+        config = {"config": {**cfg["config"], **other}}
+        assert XLSTMLM.from_reference_config(config).init_kwargs["s_rc_head_flip"] is False
 
 
 def test_kernel_backend_gets_autocast_dtype_inputs_and_fp32_gates(monkeypatch):

@@ -258,6 +258,14 @@ class XLSTMLM(nn.Module):
 
     _REFERENCE_IGNORED = {"_target_", "tie_weights"}  # tie_weights never reaches the reference model
 
+    @staticmethod
+    def upgrade_init_kwargs(kwargs: dict[str, Any], version: int) -> dict[str, Any]:
+        """Constructor kwargs saved by an older dnax (`dnax.pretrained` format `version`) in today's meaning: before
+        format 2 an RCPS model with sLSTM blocks always flipped the heads of its RC branch (`s_rc_head_flip`)."""
+        if version < 2 and "s_rc_head_flip" not in kwargs and kwargs.get("rcps") and kwargs.get("s_lstm_at"):
+            kwargs = {**kwargs, "s_rc_head_flip": True}
+        return kwargs
+
     @classmethod
     def from_reference_config(cls, model_config: dict[str, Any], **overrides: Any) -> "XLSTMLM":
         """Build from a reference `model_config.json` dict ({"config": {...}} or the inner dict).
@@ -266,7 +274,9 @@ class XLSTMLM(nn.Module):
         sLSTM quirk is reproduced (`s_rc_head_flip`); `overrides` replace entries, e.g. `m_backend="auto"` for speed
         (the math is the same). Unknown keys raise.
         """
-        cfg = dict(model_config.get("config", model_config), s_rc_head_flip=True)
+        cfg = dict(model_config.get("config", model_config))
+        if cfg.get("rcps") and cfg.get("s_lstm_at"):  # where the flip acts; elsewhere the default stays comparable
+            cfg["s_rc_head_flip"] = True
         for key in cls._REFERENCE_IGNORED:
             cfg.pop(key, None)
         if cfg.get("complement_map") is not None:
