@@ -20,6 +20,7 @@ import ast
 import difflib
 import importlib
 import inspect
+import linecache
 import os
 import pkgutil
 import re
@@ -52,17 +53,20 @@ _FIDDLE_CONTEXT = re.compile(r"failed to construct or call (\S+) at <root>\.?(\S
 
 
 def _build(cfg: fdl.Buildable) -> Any:
-    """`fdl.build(cfg)`; a ValueError / NotImplementedError raised by dnax's own code while building (its message
-    is written for users) becomes a ConfigBuildError naming the config path, e.g. "model.backbone (XLSTMLM):
-    s_lstm_at [0, 9] outside 0..3". Errors raised elsewhere (torch, a library) keep their traceback."""
+    """`fdl.build(cfg)`; a ValueError / NotImplementedError that a `raise` statement in dnax's own code raised
+    while building (a refusal written for users) becomes a ConfigBuildError naming the config path, e.g.
+    "model.backbone (XLSTMLM): s_lstm_at [0, 9] outside 0..3". Anything else (raised in torch or a library, or by
+    a builtin call inside dnax: a bug) keeps its traceback."""
     try:
         return fdl.build(cfg)
     except (ValueError, NotImplementedError) as e:
         tb = e.__traceback__
         while tb is not None and tb.tb_next is not None:
             tb = tb.tb_next
-        if tb is None or not tb.tb_frame.f_code.co_filename.startswith(_OWN_CODE) or _is_user_error(e):
-            raise  # not ours (keeps its traceback), or already one line of its own (missing data, bad batch)
+        code = tb.tb_frame.f_code.co_filename if tb is not None else ""
+        refused = code.startswith(_OWN_CODE) and linecache.getline(code, tb.tb_lineno).lstrip().startswith("raise")
+        if not refused or _is_user_error(e):
+            raise  # not a refusal of ours (keeps its traceback), or already one line of its own (missing data)
         text = "\n".join([str(e), *getattr(e, "__notes__", [])])
         where = _FIDDLE_CONTEXT.search(text)
         prefix = f"{where.group(2) or 'config'} ({where.group(1)}): " if where else ""

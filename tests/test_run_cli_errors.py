@@ -1,5 +1,8 @@
 """Pretraining command line as a user types it: wrong fiddler arguments, wrong override types, a config that does
 not build and a finished run started again each end in one line (or a note), never a traceback or a stray run dir."""
+import os
+from pathlib import Path
+
 import pytest
 
 from dnax import run as cli
@@ -71,6 +74,28 @@ def test_a_value_dnax_refuses_while_building_is_one_line_naming_the_config_path(
     err = capsys.readouterr().err.strip()
     assert err == f"dnax.run: error: {message}"
     assert not (in_tmp / "runs" / "refused").exists()
+
+
+def _refuses(n: int) -> int:
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    return n
+
+
+def _has_a_bug(n: int) -> int:
+    return int("not a number") + n
+
+
+def test_only_a_raise_statement_of_ours_becomes_a_one_line_config_error(monkeypatch):
+    """A builtin failing inside dnax code is a bug, not a refusal: it keeps its traceback."""
+    import fiddle as fdl
+
+    monkeypatch.setattr(cli, "_OWN_CODE", (str(Path(__file__).parent) + os.sep,))
+    with pytest.raises(cli.ConfigBuildError, match=r"^config \(_refuses\): n must be >= 1, got 0$"):
+        cli._build(fdl.Config(_refuses, 0))
+    with pytest.raises(ValueError, match="invalid literal for int") as info:
+        cli._build(fdl.Config(_has_a_bug, 1))
+    assert not isinstance(info.value, cli.ConfigBuildError)
 
 
 def test_starting_a_finished_run_again_is_a_note_not_a_traceback(in_tmp, capfd):
