@@ -78,12 +78,14 @@ def measure(shape, device, splits_list, reps):
     one = _fwd_bwd(inputs, 1)
     rows = []
     for splits in [1, None, *splits_list]:
-        used = kernel.time_splits(length, TRITON_CHUNK_SIZE, grid[0] * grid[1], device) if splits is None else splits
+        wanted = kernel.time_splits(length, TRITON_CHUNK_SIZE, grid[0] * grid[1], device) if splits is None \
+            else splits
+        used, _ = kernel.split_layout(length, TRITON_CHUNK_SIZE, wanted)
         result = _fwd_bwd(inputs, splits)  # warm-up (compiles)
         diff = max((a - b).abs().max().item() for a, b in zip(result, one))
         seconds = median_seconds(lambda: _fwd_bwd(inputs, splits), reps, sync)
         rows.append(dict(shape="x".join(map(str, shape)), setting="auto" if splits is None else str(splits),
-                         splits=used, programs=grid[0] * grid[1] * used, seconds=round(seconds, 5),
+                         splits_wanted=wanted, splits=used, programs=grid[0] * grid[1] * used, seconds=round(seconds, 5),
                          tokens_per_s=round(batch * length / seconds), max_abs_diff_vs_1=diff))
     base = rows[0]["seconds"]
     for r in rows:

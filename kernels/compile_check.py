@@ -84,7 +84,8 @@ def selective_scan_launches() -> list[Launch]:
                "bwd": (k._bwd_kernel, ("L", "BG", "G", "H", "N", "CHUNK", "SPLIT"), {}),
                "fwd_local": (k._fwd_local_kernel, ("L", "BG", "G", "H", "N", "SPLIT"), {}),
                "bwd_local": (k._bwd_local_kernel, ("L", "BG", "G", "H", "N", "SPLIT"), {}),
-               "combine": (k._combine_kernel, ("SPLITS", "BG", "G", "H", "N"), {"REVERSE": True})}
+               "combine": (k._combine_kernel, ("SPLITS", "BG", "G", "H", "N"), {"REVERSE": False}),
+               "combine_reverse": (k._combine_kernel, ("SPLITS", "BG", "G", "H", "N"), {"REVERSE": True})}
     out = []
     for n in (16, 64):
         _, cfg = k._launch(1, 256, n, 1)

@@ -33,7 +33,7 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["scan_forward", "scan_backward", "time_splits"]
+__all__ = ["scan_forward", "scan_backward", "time_splits", "split_layout"]
 
 #: the fewest chunks a time split holds (bounds the number of splits, and so the sequential joining pass)
 MIN_SPLIT_CHUNKS = 4
@@ -54,9 +54,19 @@ def _program_tile(A, G, H, N, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
+def _advance(U, DT, Bm, state, a_coef, t, BG, H, N, ch_off, n_off, h_ok, n_ok):
+    """The state after step t: exp(delta[t] A) state + delta[t] u[t] B[t]."""
+    step = tl.cast(t, tl.int64)
+    u = tl.load(U + step * BG * H + ch_off, mask=h_ok, other=0.0)
+    dt = tl.load(DT + step * BG * H + ch_off, mask=h_ok, other=0.0)
+    b = tl.load(Bm + step * BG * N + n_off, mask=n_ok, other=0.0)
+    return tl.exp(dt[:, None] * a_coef) * state + (dt * u)[:, None] * b[None, :]
+
+
+@triton.jit
 def _split_bounds(L, SPLIT):
-    """This program's time split [t0, t1) (grid axis 2; SPLIT steps, a multiple of the chunk) and the offset of
-    its (b, G, H, N) slice in per-split state buffers."""
+    """This program's time split (grid axis 2) and its steps [t0, t1) (SPLIT steps, a multiple of the chunk; the
+    last split ends at L)."""
     split = tl.program_id(2)
     t0 = split * SPLIT
     return split, t0, tl.minimum(t0 + SPLIT, L)
@@ -69,11 +79,7 @@ def _fwd_local_kernel(U, DT, A, Bm, LOCAL, L, BG, G, H, N, SPLIT, BLOCK_H: tl.co
     split, t0, t1 = _split_bounds(L, SPLIT)
     state = tl.zeros((BLOCK_H, BLOCK_N), dtype=tl.float32)
     for t in range(t0, t1):
-        step = tl.cast(t, tl.int64)
-        u = tl.load(U + step * BG * H + ch_off, mask=h_ok, other=0.0)
-        dt = tl.load(DT + step * BG * H + ch_off, mask=h_ok, other=0.0)
-        b = tl.load(Bm + step * BG * N + n_off, mask=n_ok, other=0.0)
-        state = tl.exp(dt[:, None] * a_coef) * state + (dt * u)[:, None] * b[None, :]
+        state = _advance(U, DT, Bm, state, a_coef, t, BG, H, N, ch_off, n_off, h_ok, n_ok)
     tl.store(LOCAL + tl.cast(split, tl.int64) * BG * H * N + st_off, state, mask=hn_ok)
 
 
@@ -102,12 +108,9 @@ def _fwd_kernel(U, DT, A, Bm, Cm, Y, INIT, ENTRY, LAST, L, BG, G, H, N, CHUNK, S
     for t in range(t0, t1):
         if t % CHUNK == 0:
             tl.store(ENTRY + tl.cast(t // CHUNK, tl.int64) * BG * H * N + st_off, state, mask=hn_ok)
+        state = _advance(U, DT, Bm, state, a_coef, t, BG, H, N, ch_off, n_off, h_ok, n_ok)
         step = tl.cast(t, tl.int64)
-        u = tl.load(U + step * BG * H + ch_off, mask=h_ok, other=0.0)
-        dt = tl.load(DT + step * BG * H + ch_off, mask=h_ok, other=0.0)
-        b = tl.load(Bm + step * BG * N + n_off, mask=n_ok, other=0.0)
         c = tl.load(Cm + step * BG * N + n_off, mask=n_ok, other=0.0)
-        state = tl.exp(dt[:, None] * a_coef) * state + (dt * u)[:, None] * b[None, :]
         tl.store(Y + step * BG * H + ch_off, tl.sum(state * c[None, :], axis=1), mask=h_ok)
     if t1 == L:
         tl.store(LAST + st_off, state, mask=hn_ok)
@@ -150,11 +153,7 @@ def _bwd_kernel(U, DT, A, Bm, Cm, DY, ENTRY, INIT, SCRATCH, DU, DDT, DA, DB, DC,
         tl.store(SCRATCH + tl.cast(tl.program_id(2) * (CHUNK + 1), tl.int64) * BG * H * N + st_off, state,
                  mask=hn_ok)
         for t in range(t0, t1):
-            step = tl.cast(t, tl.int64)
-            u = tl.load(U + step * BG * H + ch_off, mask=h_ok, other=0.0)
-            dt = tl.load(DT + step * BG * H + ch_off, mask=h_ok, other=0.0)
-            b = tl.load(Bm + step * BG * N + n_off, mask=n_ok, other=0.0)
-            state = tl.exp(dt[:, None] * a_coef) * state + (dt * u)[:, None] * b[None, :]
+            state = _advance(U, DT, Bm, state, a_coef, t, BG, H, N, ch_off, n_off, h_ok, n_ok)
             row = tl.program_id(2) * (CHUNK + 1) + t - t0 + 1
             tl.store(SCRATCH + tl.cast(row, tl.int64) * BG * H * N + st_off, state, mask=hn_ok)
         tl.debug_barrier()
@@ -206,17 +205,24 @@ def time_splits(L: int, chunk: int, programs: int, device: torch.device) -> int:
     return max(1, min(triton.cdiv(2 * sms, programs), triton.cdiv(L, chunk) // MIN_SPLIT_CHUNKS))
 
 
+def split_layout(L: int, chunk: int, wanted: int) -> tuple[int, int]:
+    """(number of splits, steps per split) for about `wanted` splits of whole chunks: the count actually used can
+    be lower (e.g. 32 for 33 wanted at L = 32768, chunk 64), and is at most the number of chunks."""
+    split = triton.cdiv(triton.cdiv(L, chunk), max(1, wanted)) * chunk
+    return triton.cdiv(L, split), split
+
+
 def _split_plan(delta, chunk: int, programs: int, splits: int | None) -> tuple[int, int, torch.Tensor | None]:
     """(number of splits, steps per split (a multiple of `chunk`), each split's sum of delta (splits, b, G, H) or
     None for one split). `splits`: a count to use instead of `time_splits` (tests)."""
     L = delta.shape[0]
     wanted = time_splits(L, chunk, programs, delta.device) if splits is None else splits
-    split = triton.cdiv(triton.cdiv(L, chunk), max(1, wanted)) * chunk
-    n = triton.cdiv(L, split)
+    n, split = split_layout(L, chunk, wanted)
     if n == 1:
         return 1, split, None
-    padded = torch.nn.functional.pad(delta, (0, 0, 0, 0, 0, 0, 0, n * split - L))
-    return n, split, padded.view(n, split, *delta.shape[1:]).sum(1)
+    full = (n - 1) * split  # the last split may be shorter
+    sums = delta[:full].view(n - 1, split, *delta.shape[1:]).sum(1)
+    return n, split, torch.cat([sums, delta[full:].sum(0, keepdim=True)])
 
 
 def _combine(A, local, sum_dt, start, grid, cfg, reverse: bool):

@@ -57,9 +57,11 @@ def test_scan_splits_benchmark_compares_split_counts_against_one(tmp_path):
     """In Triton's interpreter (tests run there without a GPU), at a tiny shape: a row per setting, the split count
     it used, and results equal to the 1-split scan up to fp32 rounding."""
     out = tmp_path / "splits.json"
-    result = selective_scan_splits.main(["--device", "cpu", "--shape", "1x8x300x4x1", "--splits", "3", "--reps", "1",
-                                         "--out", str(out)])
-    assert [(r["setting"], r["splits"]) for r in result["rows"]] == [("1", 1), ("auto", 1), ("3", 3)]
+    result = selective_scan_splits.main(["--device", "cpu", "--shape", "1x8x300x4x1", "--splits", "3", "--splits",
+                                         "4", "--reps", "1", "--out", str(out)])
+    # 4 wanted: 5 chunks of 64 make splits of 2 chunks, so 3 are used
+    assert [(r["setting"], r["splits_wanted"], r["splits"]) for r in result["rows"]] == [
+        ("1", 1, 1), ("auto", 1, 1), ("3", 3, 3), ("4", 4, 3)]
     assert all(r["max_abs_diff_vs_1"] < 1e-4 for r in result["rows"]) and result["rows"][2]["programs"] == 3
     assert json.loads(out.read_text())["rows"] == result["rows"]
     assert "| 1x8x300x4x1 | 3 | 3 |" in out.with_suffix(".md").read_text()

@@ -20,11 +20,14 @@ def test_kernels_compile_for_sm90(tmp_path):
     rows = json.loads(Path(f"{out}.json").read_text())
     names = {r["launch"] for r in rows}
     assert {f"slstm {p} DH={dh}" for p in ("fwd", "bwd") for dh in (16, 32, 64)} <= names
-    assert {f"selective_scan {p} N={n}" for p in ("fwd", "bwd", "fwd_local", "bwd_local", "combine")
+    assert {f"selective_scan {p} N={n}" for p in ("fwd", "bwd", "fwd_local", "bwd_local", "combine", "combine_reverse")
             for n in (16, 64)} <= names
     assert {f"mlstm_bidirectional {p} bf16 DH=128" for p in ("fwd", "bwd_q", "bwd_kv")} <= names
-    for r in rows:
-        assert "error" not in r and r["REG"] > 0 and 0 < r["SHARED"] <= 232448, r
+    for r in rows:  # (the selective scan's time-split passes reduce nothing across threads: no shared memory)
+        assert "error" not in r and r["REG"] > 0 and 0 <= r["SHARED"] <= 232448, r
+    assert all(r["SHARED"] > 0 for r in rows if not r["launch"].startswith(("selective_scan fwd_local",
+                                                                           "selective_scan bwd_local",
+                                                                           "selective_scan combine")))
     # the recurrent kernels (sLSTM, selective scan) keep their carried state in registers without spilling
     assert all(r["STACK"] == 0 for r in rows if r["launch"].startswith(("slstm", "selective_scan")))
     assert "| slstm fwd DH=32 | sm_90 |" in Path(f"{out}.md").read_text()

@@ -9,7 +9,7 @@ from dnax.models.backbones.caduceus import BiMamba
 from dnax.models.layers.mamba import Mamba
 from dnax.models.layers.selective_scan import selective_scan
 import kernels.selective_scan
-from kernels.selective_scan import scan_forward, time_splits
+from kernels.selective_scan import scan_forward, split_layout, time_splits
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 # (batch, D, L, N, groups): L below, at and above the 64-step chunk; D not a multiple of the channel block
@@ -82,6 +82,10 @@ def test_time_splits_fill_an_idle_gpu_only(monkeypatch):
     assert time_splits(1024, 64, 8, cuda) == 4  # capped: 16 chunks, 4 per split
     assert time_splits(200, 64, 1, cuda) == 1
     assert time_splits(32768, 64, 8, torch.device("cpu")) == 1
+    # whole chunks per split: the count used can be below the count wanted, and never exceeds the chunks
+    assert split_layout(32768, 64, 33) == (32, 1024)
+    assert split_layout(300, 64, 4) == (3, 128)
+    assert split_layout(1024, 64, 64) == (16, 64)
 
 
 def _module_grads(module, x, dy):
