@@ -405,9 +405,31 @@ def _restore_run_dir(run_dir: Path, previous_config: bytes | None) -> None:
             d.rmdir()
 
 
+def _fiddlers_help() -> str:
+    """The fiddlers every experiment takes (experiments.common, dnax.fiddlers), one line each, and examples: the
+    epilog of --help (an experiment's module may add its own)."""
+    lines = ["fiddlers (an experiment's module may add more):"]
+    for source in _fiddler_sources(None):
+        for name in _functions_of(source.__name__):
+            fn = getattr(source, name)
+            if name.startswith("_") or isinstance(fn, type):
+                continue
+            params = list(inspect.signature(fn).parameters.values())
+            if not params or params[0].name != "cfg" or any(p.kind in (p.VAR_KEYWORD, p.KEYWORD_ONLY)
+                                                            for p in params):
+                continue  # not a fiddler, or not one a command line can call (keyword arguments)
+            doc = (inspect.getdoc(fn) or "").split("\n")[0].split(". ")[0].split(" (")[0].rstrip(".")
+            lines.append(f"  {name}{_public_signature(fn)}".ljust(34) + f" {doc}")
+    lines += ["", "examples:",
+              "  python -m dnax.run experiments.hg38_xlstm sample                  # bundled DNA, CPU",
+              "  python -m dnax.run experiments.hg38_mamba tiny model.backbone.ssm_cfg.d_state=128 --dry-run",
+              "  python -m dnax.run experiments.hg38_xlstm bf16 'steps(10000)' trainer.run_name=my_run"]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dnax.run", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_fiddlers_help())
     parser.add_argument("experiment", nargs="?", help="import path of an experiment function")
     parser.add_argument("mutations", nargs="*", help="fiddlers (name or name(args)) and overrides (path=value)")
     parser.add_argument("--config-file", help="replay a saved run_dir/config.json instead of an experiment")

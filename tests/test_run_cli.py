@@ -45,6 +45,19 @@ def test_overrides_and_fiddlers_apply_in_order():
     assert built_len == 2048 or getattr(built_len, "value", None) == 2048
 
 
+def test_help_lists_the_fiddlers_with_their_arguments_and_examples(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    lines = out[out.index("fiddlers (an experiment's module may add more):"):].splitlines()
+    assert any(line.split() == ["seq_len(n:", "int)", "Context", "length", "of", "the", "data", "windows", "and",
+                                "the", "model"] for line in lines)
+    assert any(line.strip().startswith(("tiny()", "sample()", "nan_guard(action: str = 'stop')")) for line in lines)
+    assert not any("with_overrides" in line or "use_sample_data" in line for line in lines)  # not callable as such
+    assert "python -m dnax.run experiments.hg38_xlstm sample" in out
+
+
 def test_a_dict_in_the_config_takes_overrides_of_its_keys(capsys):
     from experiments import hg38_mamba
 
