@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from dnax.models.backbones.xlstm import XLSTMLM
 from dnax.pretrained import from_pretrained, save_pretrained
@@ -46,11 +47,14 @@ def _edit_config(directory, **changes):
     (lambda d: _edit_config(d, kwargs={**json.loads((d / "config.json").read_text())["kwargs"], "d_model": "x"}),
      ValueError, r"config.json: its kwargs do not build XLSTMLM: "),
     (lambda d: _edit_config(d, kwargs=[1]), ValueError, "'kwargs' must be a JSON object, got list"),
+    (lambda d: save_file({k: (v.to(torch.int32) if k == "lm_head.weight" else v)
+                          for k, v in load_file(d / "model.safetensors").items()}, d / "model.safetensors"),
+     ValueError, r"model.safetensors: lm_head.weight is stored as I32, not a floating-point dtype \(1 such"),
     (lambda d: _edit_config(d, kwargs={**json.loads((d / "config.json").read_text())["kwargs"], "d_model": 64}),
      RuntimeError, r"model.safetensors: does not fit XLSTMLM as config.json describes it"),
 ], ids=["garbage_weights", "truncated_weights", "bad_json", "not_an_object", "newer_version", "unknown_class",
         "unknown_module", "not_a_module", "outside_dnax", "class_missing", "version_a_string", "unknown_kwarg",
-        "bad_kwarg_value", "kwargs_not_object", "weights_of_another_size"])
+        "bad_kwarg_value", "kwargs_not_object", "int_weights", "weights_of_another_size"])
 def test_damaged_directory_is_named_on_one_line(saved, damage, error, message):
     _, d = saved
     damage(d)
