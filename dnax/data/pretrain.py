@@ -316,7 +316,14 @@ def _define_window_dataset():
                 shard = self._dnax_shards.get(shard_id)
                 if shard:
                     return shard.sample(sample_id - bounds[shard_id])
-            sample = super().get_item(sample_id, retry)  # prepares the shard if needed
+            try:
+                sample = super().get_item(sample_id, retry)  # prepares the shard if needed
+            except RuntimeError as e:
+                # a download thread failed meanwhile: it evicted the shard and no further downloads start, so
+                # streaming's reader ran out of retries on the missing file; report the failure itself
+                if self._dnax_failures:
+                    raise ShardDownloadError(self._dnax_failures[0][1]) from e
+                raise
             shard_id, _ = self.spanner[sample_id]
             shard = self._dnax_shards.get(shard_id)
             if shard is None:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from data_tools.fasta_to_mds import convert_sample, read_manifest, sample_fasta
+from dnax.data.object_store import ShardDownloadError
 from dnax.data.pretrain import build_pretrain_dataloader, reset_stream_downloaders
 from dnax.tokenizer import decode
 
@@ -105,6 +106,19 @@ def test_explicit_local_copies_the_split(mds, tmp_path):
     loader = build_pretrain_dataloader(str(mds), "valid", 8, local=str(tmp_path / "cache"), shuffle=False)
     assert starts(loader, batches=1) == [3_500_000 + i * SEQ_LEN for i in range(8)]
     assert (tmp_path / "cache" / "index.json").exists()
+
+
+def test_a_read_after_another_threads_download_failure_names_that_failure(mds, tmp_path):
+    """The race a fresh-clone CI run hit: a download thread fails (and evicts its shard), then the reading thread
+    asks for a sample of a shard not downloaded: no download starts once the epoch is failing, streaming's reader
+    runs out of retries on the missing file, and the error raised is the download's, not streaming's
+    'Check if the shard file exists'."""
+    loader = build_pretrain_dataloader(str(mds), "valid", 8, local=str(tmp_path / "cache"), shuffle=False)
+    dataset = loader.dataset
+    assert not dataset.reads_in_place()
+    dataset._dnax_failures.append((-1, "shard s3://b/valid/shard.00000.mds: could not be downloaded"))
+    with pytest.raises(ShardDownloadError, match="shard s3://b/valid/shard.00000.mds: could not be downloaded"):
+        dataset.get_item(0, retry=1)
 
 
 def test_reset_stream_downloaders():
