@@ -85,7 +85,8 @@ def measure(shape, device, splits_list, reps):
         diff = max((a - b).abs().max().item() for a, b in zip(result, one))
         seconds = median_seconds(lambda: _fwd_bwd(inputs, splits), reps, sync)
         rows.append(dict(shape="x".join(map(str, shape)), setting="auto" if splits is None else str(splits),
-                         splits_wanted=wanted, splits=used, programs=grid[0] * grid[1] * used, seconds=round(seconds, 5),
+                         splits_wanted=wanted, splits=used, programs=grid[0] * grid[1] * used,
+                         seconds=round(seconds, 5),
                          tokens_per_s=round(batch * length / seconds), max_abs_diff_vs_1=diff))
     base = rows[0]["seconds"]
     for r in rows:

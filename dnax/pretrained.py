@@ -170,14 +170,14 @@ def from_pretrained(directory: str | os.PathLike, map_location: str | torch.devi
     cls, w_path = type(model), Path(directory) / WEIGHTS
     try:
         saved = _saved_dtypes(w_path)
-        kinds = dict([*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)])
-        wrong = [n for n, d in saved.items() if n in kinds and kinds[n].is_floating_point()
+        tensors = dict([*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)])
+        wrong = [n for n, d in saved.items() if n in tensors and tensors[n].is_floating_point()
                  and d not in _SAFETENSORS_DTYPES]
         if wrong:  # load_model would cast e.g. an int32 tensor into a float parameter without a word
             raise ValueError(f"{w_path}: {wrong[0]} is stored as {saved[wrong[0]]}, not a floating-point dtype "
                              f"({len(wrong)} such tensors); save it again")
         if dtype == "auto":
-            _to_saved_dtypes(model, saved)
+            _to_saved_dtypes(tensors, saved)
         elif dtype is not None:
             model.to(dtype)
         load_model(model, str(w_path), strict=True, device=str(device))  # raises on any mismatch
@@ -210,11 +210,10 @@ def _saved_dtypes(weights: Path) -> dict[str, str]:
         return {name: f.get_slice(name).get_dtype() for name in f.keys()}
 
 
-def _to_saved_dtypes(model: nn.Module, saved: dict[str, str]) -> None:
-    """Cast each floating parameter / buffer of `model` to the dtype its tensor has in the weights file (`saved`:
-    `_saved_dtypes`; tied tensors are stored under one of their names)."""
-    tensors = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
-    for name, tensor in tensors:
+def _to_saved_dtypes(tensors: dict[str, torch.Tensor], saved: dict[str, str]) -> None:
+    """Cast each floating parameter / buffer (`tensors`: the model's, by every name, tied ones included) to the
+    dtype its tensor has in the weights file (`saved`: `_saved_dtypes`; tied tensors are stored under one name)."""
+    for name, tensor in tensors.items():
         if name in saved and tensor.is_floating_point():
             tensor.data = tensor.data.to(_SAFETENSORS_DTYPES.get(saved[name], tensor.dtype))
 

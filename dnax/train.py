@@ -48,11 +48,11 @@ def no_weight_decay(module: nn.Module, bias_weight_decay: bool = False,
 def param_groups(model: nn.Module, bias_weight_decay: bool = False,
                  normalization_weight_decay: bool = False) -> list[dict]:
     """Optimizer parameter groups as the reference builds them: the backbone's (a Composer model's `backbone`, such
-    as `DnaLM`'s or `SequenceClassifier`'s; else all of `model`) `no_weight_decay` parameters in a group with weight_decay 0; parameters carrying an `_optim` dict of overrides
-    (HyenaDNA's filter: own lr / no weight decay) one group per distinct dict; everything else (a fine-tuning head
-    included, as the reference's decoder) in the first group, with the optimizer's settings. As in the reference,
-    the no-decay rule replaces an `_optim` dict (HyenaDNA's filter biases keep no weight decay, and the optimizer's
-    lr)."""
+    as `DnaLM`'s or `SequenceClassifier`'s; else all of `model`) `no_weight_decay` parameters in a group with
+    weight_decay 0; parameters carrying an `_optim` dict of overrides (HyenaDNA's filter: own lr / no weight decay)
+    one group per distinct dict; everything else (a fine-tuning head included, as the reference's decoder) in the
+    first group, with the optimizer's settings. As in the reference, the no-decay rule replaces an `_optim` dict
+    (HyenaDNA's filter biases keep no weight decay, and the optimizer's lr)."""
     backbone = model.backbone if isinstance(model, ComposerModel) and hasattr(model, "backbone") else model
     no_decay = no_weight_decay(backbone, bias_weight_decay, normalization_weight_decay)
     plain, special = [], {}
